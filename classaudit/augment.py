@@ -1,0 +1,229 @@
+"""Batched image regularizers with per-sample randomness, on tensors, driven by an explicit torch.Generator.
+
+Why not torchvision.transforms.v2: a v2 transform draws ONE set of random parameters per call, so applied to a
+batch every image gets the same crop and the same jitter, and v2.CutMix/MixUp use one lambda and one box per
+batch. That is not the regularizer the papers study. Applied image by image they are correct but slow (about
+as slow as training the small CNN itself on two CPU cores). Every function here draws each image's own
+parameters in one tensor call and applies them with a constant number of kernels, whatever the batch size.
+
+Conventions: images are float tensors [N, C, H, W] in [0, 1] (crop, flip, colour jitter) or already
+normalised (random erasing fills with 0 = the data mean; cutmix and mixup mix anything). Strength "off"
+returns the input object itself, bit for bit. Each function has the strength unit of `classaudit.regularizers`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=g, device=device) * (high - low) + low
+
+
+def _boxes(n: int, area_low: float, area_high: float, log_ratio: tuple[float, float], g, device, tries: int = 10):
+    """Per-sample (w, h) as fractions of the image, torchvision's RandomResizedCrop/RandomErasing draw:
+    area ~ U(area_low, area_high), log aspect ~ U(log_ratio); the first of `tries` draws that fits wins.
+    Drawing all tries at once keeps it one tensor call; an image with no fitting draw gets None (mask)."""
+    area = _uniform(n * tries, area_low, area_high, g, device).view(tries, n)
+    ratio = torch.exp(_uniform(n * tries, *log_ratio, g, device)).view(tries, n)
+    w, h = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
+    fits = (w <= 1) & (h <= 1)
+    first = torch.argmax(fits.int(), dim=0)  # index of the first fitting try (0 if none fits)
+    pick = lambda t: t.gather(0, first[None]).squeeze(0)  # noqa: E731
+    return pick(w), pick(h), fits.any(dim=0)
+
+
+def crop(x: torch.Tensor, scale: float, g: torch.Generator) -> torch.Tensor:
+    """RandomResizedCrop per image: area fraction ~ U(scale, 1), aspect ratio in [3/4, 4/3], resized back
+    to the input size with bilinear interpolation. scale = 1 is the identity.
+
+    Crops are never larger than the image, so resizing only enlarges and needs no antialiasing; one
+    affine_grid + grid_sample call crops and resizes the whole batch.
+    """
+    if scale >= 1.0:
+        return x
+    n, device = x.shape[0], x.device
+    w, h, ok = _boxes(n, scale, 1.0, (math.log(3 / 4), math.log(4 / 3)), g, device)
+    # torchvision's fallback when no try fits is a centre crop at the clamped ratio; area 1 is the same here.
+    w, h = torch.where(ok, w, torch.ones_like(w)), torch.where(ok, h, torch.ones_like(h))
+    cx = (_uniform(n, 0, 1, g, device) * (1 - w) + w / 2) * 2 - 1  # crop centre in [-1, 1] coordinates
+    cy = (_uniform(n, 0, 1, g, device) * (1 - h) + h / 2) * 2 - 1
+    theta = torch.zeros(n, 2, 3, device=device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def crop_area(scale: float, n: int, g: torch.Generator) -> torch.Tensor:
+    """The area fractions `crop` would draw for n images (same draws, for tests and documentation)."""
+    w, h, ok = _boxes(n, scale, 1.0, (math.log(3 / 4), math.log(4 / 3)), g, "cpu")
+    return torch.where(ok, w * h, torch.ones_like(w))
+
+
+def flip(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Horizontal flip of each image with probability p: one torch.where over a per-image mask."""
+    mask = torch.rand(x.shape[0], generator=g, device=x.device) < p
+    return torch.where(mask[:, None, None, None], x.flip(-1), x)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Colour jitter.
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma, as torchvision's rgb_to_grayscale; [N, 1, H, W]."""
+    if x.shape[1] == 1:
+        return x
+    r, gr, b = x.unbind(1)
+    return (0.299 * r + 0.587 * gr + 0.114 * b).unsqueeze(1)
+
+
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """Batched RGB -> HSV, each channel in [0, 1] (hue as a fraction of the colour circle)."""
+    r, g, b = x.unbind(1)
+    v, _ = x.max(1)
+    c = v - x.min(1).values
+    s = torch.where(v > 0, c / v.clamp_min(1e-12), torch.zeros_like(v))
+    safe_c = c.clamp_min(1e-12)
+    h = torch.where(v == r, ((g - b) / safe_c) % 6, torch.where(v == g, (b - r) / safe_c + 2, (r - g) / safe_c + 4))
+    h = torch.where(c > 0, h / 6, torch.zeros_like(h)) % 1.0
+    return torch.stack([h, s, v], 1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Batched HSV -> RGB, the inverse of rgb_to_hsv."""
+    h, s, v = x.unbind(1)
+    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], 1)
+    return v.unsqueeze(1) - (v * s).unsqueeze(1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+
+
+def _brightness(x, f):
+    return (x * f).clamp(0, 1)
+
+
+def _contrast(x, f):
+    mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
+    return (mean + f * (x - mean)).clamp(0, 1)
+
+
+def _saturation(x, f):
+    if x.shape[1] == 1:
+        return x
+    grey = _grey(x)
+    return (grey + f * (x - grey)).clamp(0, 1)
+
+
+def _hue(x, shift):
+    if x.shape[1] == 1:
+        return x
+    hsv = rgb_to_hsv(x)
+    hsv = torch.cat([((hsv[:, :1] + shift) % 1.0), hsv[:, 1:]], 1)
+    return hsv_to_rgb(hsv)
+
+
+_JITTER_OPS = (_brightness, _contrast, _saturation, _hue)
+
+
+def color_jitter(x: torch.Tensor, strength: float, g: torch.Generator, *, hue_only: bool = False) -> torch.Tensor:
+    """SimCLR-style colour distortion of strength s, per image.
+
+    Brightness, contrast and saturation factors ~ U(max(0, 1 - 0.8 s), 1 + 0.8 s); hue shift ~ U(-0.2 s, 0.2 s)
+    of the colour circle (clamped to half a turn). As torchvision's ColorJitter, the four operations run in a
+    random order, here drawn per image: at each of four rounds every image applies the operation its own
+    permutation names, so the work is 4 operations x N images, 16 small kernels. s = 0 is the identity.
+    On one-channel images saturation and hue do nothing. `hue_only` keeps the other factors at 1 (tests).
+    """
+    if strength <= 0:
+        return x
+    n, device = x.shape[0], x.device
+    k = 0.8 * strength
+    factors = [_uniform(n, max(0.0, 1 - k), 1 + k, g, device) for _ in range(3)]
+    if hue_only:
+        factors = [torch.ones(n, device=device) for _ in range(3)]
+    h = min(0.2 * strength, 0.5)
+    factors.append(_uniform(n, -h, h, g, device))
+    order = torch.argsort(torch.rand(n, 4, generator=g, device=device), dim=1)  # a permutation per image
+    out = x.clone()
+    for step in range(4):
+        for op_index, op in enumerate(_JITTER_OPS):
+            idx = (order[:, step] == op_index).nonzero().squeeze(1)
+            if idx.numel():
+                out[idx] = op(out[idx], factors[op_index][idx].view(-1, 1, 1, 1).to(x.dtype))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Box masks: random erasing and cutmix.
+
+
+def _box_mask(x: torch.Tensor, w, h, cx, cy) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image boolean masks [N, 1, H, W] of the box centred (cx, cy) with size (w, h), all as fractions of
+    the image, clipped to the image; returns (mask, clipped area fraction)."""
+    H, W = x.shape[-2:]
+    x1, x2 = ((cx - w / 2) * W).round().clamp(0, W), ((cx + w / 2) * W).round().clamp(0, W)
+    y1, y2 = ((cy - h / 2) * H).round().clamp(0, H), ((cy + h / 2) * H).round().clamp(0, H)
+    cols = torch.arange(W, device=x.device).view(1, 1, 1, W)
+    rows = torch.arange(H, device=x.device).view(1, 1, H, 1)
+    mask = ((cols >= x1.view(-1, 1, 1, 1)) & (cols < x2.view(-1, 1, 1, 1))
+            & (rows >= y1.view(-1, 1, 1, 1)) & (rows < y2.view(-1, 1, 1, 1)))
+    return mask, (x2 - x1) * (y2 - y1) / (H * W)
+
+
+def random_erasing(x: torch.Tensor, p: float, g: torch.Generator, value: float = 0.0) -> torch.Tensor:
+    """Erase one box per image with probability p (Zhong et al. 2020; Cutout when filled with the mean).
+
+    Box area ~ U(0.02, 0.33) of the image, aspect ratio log-uniform in [0.3, 3.3], placed fully inside the
+    image (torchvision's RandomErasing draw); filled with `value` (0 = the mean once normalised).
+    """
+    if p <= 0:
+        return x
+    n, device = x.shape[0], x.device
+    w, h, ok = _boxes(n, 0.02, 0.33, (math.log(0.3), math.log(3.3)), g, device)
+    cx = _uniform(n, 0, 1, g, device) * (1 - w) + w / 2
+    cy = _uniform(n, 0, 1, g, device) * (1 - h) + h / 2
+    chosen = (torch.rand(n, generator=g, device=device) < p) & ok
+    mask, _ = _box_mask(x, w, h, cx, cy)
+    return torch.where(mask & chosen.view(-1, 1, 1, 1), torch.full_like(x, value), x)
+
+
+def one_hot(y: torch.Tensor, num_classes: int, dtype=torch.float32) -> torch.Tensor:
+    return F.one_hot(y, num_classes).to(dtype)
+
+
+def cutmix(x: torch.Tensor, target: torch.Tensor, p: float, g: torch.Generator):
+    """CutMix per image (Yun et al. 2019): with probability p, paste a box from a partner image.
+
+    Partner = the image at the same position in a random permutation of the batch; lambda ~ Beta(1, 1) =
+    U(0, 1) per image; the box has area 1 - lambda and a uniformly drawn centre, then is clipped to the image.
+    The target becomes (1 - a) * own + a * partner's, with a the pasted area AFTER clipping, so the label
+    weight is what the image really shows. `target` is soft [N, K] (rows sum to 1) and stays so.
+    """
+    if p <= 0:
+        return x, target
+    n, device = x.shape[0], x.device
+    partner = torch.randperm(n, generator=g, device=device)
+    lam = torch.rand(n, generator=g, device=device)
+    side = torch.sqrt(1 - lam)
+    cx, cy = torch.rand(n, generator=g, device=device), torch.rand(n, generator=g, device=device)
+    chosen = torch.rand(n, generator=g, device=device) < p
+    mask, area = _box_mask(x, side, side, cx, cy)
+    mask = mask & chosen.view(-1, 1, 1, 1)
+    area = torch.where(chosen, area, torch.zeros_like(area)).to(target.dtype).view(-1, 1)
+    return torch.where(mask, x[partner], x), (1 - area) * target + area * target[partner]
+
+
+def mixup(x: torch.Tensor, target: torch.Tensor, p: float, g: torch.Generator):
+    """MixUp per image (Zhang et al. 2018): with probability p, x = lam * x + (1 - lam) * partner, with
+    lambda ~ Beta(1, 1) = U(0, 1) drawn per image and the same weights on the soft targets."""
+    if p <= 0:
+        return x, target
+    n, device = x.shape[0], x.device
+    partner = torch.randperm(n, generator=g, device=device)
+    lam = torch.rand(n, generator=g, device=device)
+    chosen = torch.rand(n, generator=g, device=device) < p
+    lam = torch.where(chosen, lam, torch.ones_like(lam))
+    return (lam.view(-1, 1, 1, 1).to(x.dtype) * x + (1 - lam.view(-1, 1, 1, 1).to(x.dtype)) * x[partner],
+            lam.view(-1, 1).to(target.dtype) * target + (1 - lam.view(-1, 1).to(target.dtype)) * target[partner])

@@ -1,0 +1,269 @@
+"""The `classaudit` command: thin click commands over the library. Nothing imports this module.
+
+Errors: a UsageError becomes one line `Error: ...` and exit status 2; anything unexpected prints one line and
+exit status 1; `classaudit --debug ...` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from classaudit.errors import UsageError
+
+EPILOG_SWEEP = """\b
+Examples:
+  classaudit sweep studies/demo.toml
+  classaudit sweep studies/demo.toml --epochs 1 --results /tmp/quick
+  classaudit sweep studies/cifar10_crop.toml --data-dir ~/data --workers 2
+  classaudit sweep studies/cifar10_crop.toml --executor ray --address auto --gpus-per-run 0.5
+  classaudit sweep studies/cifar10_crop.toml --executor slurm --partition gpu --gpus-per-run 1
+"""
+
+
+class CliError(click.ClickException):
+    exit_code = 2
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise CliError(str(e)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug or an environment failure: one line unless --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {type(e).__name__}: {e} (run `classaudit --debug ...` for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="classaudit")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Audit which classes pay for a regularizer's average-accuracy gain.
+
+    \b
+    Typical session:
+      classaudit sweep studies/demo.toml      # train the grid (resumable)
+      classaudit status results/demo          # done / pending / failed runs
+      classaudit report results/demo          # HTML + CSV report under reports/demo
+    """
+    ctx.obj = {"debug": debug}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sweep
+
+
+@cli.command(epilog=EPILOG_SWEEP)
+@click.argument("study_file", metavar="STUDY.toml", type=click.Path(dir_okay=True, path_type=Path))
+@click.option("--results", "results", type=click.Path(path_type=Path), default=None,
+              help="Results folder [default: results/<study name>].")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, envvar="CLASSAUDIT_DATA",
+              help="Where data sets are downloaded and cached [env CLASSAUDIT_DATA; default ~/.cache/classaudit].")
+@click.option("--executor", type=click.Choice(["local", "inprocess", "ray", "slurm"]), default="local",
+              show_default=True, help="Where runs execute.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Runs at once (local: processes, threads split between them; ray/slurm: max concurrent).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
+@click.option("--epochs", type=int, default=None, help="Override train.epochs (changes the run ids).")
+@click.option("--retries", type=click.IntRange(0), default=0, show_default=True,
+              help="Times a failed run is tried again within this sweep.")
+@click.option("--yes", is_flag=True, help="Run a study larger than its study.max_runs without asking.")
+@click.option("--dry-run", is_flag=True, help="List what would run; write nothing.")
+@click.option("--address", default=None, help="ray: cluster address (e.g. auto or ray://host:10001).")
+@click.option("--cpus-per-run", type=click.FloatRange(0), default=None, help="ray/slurm: CPUs per run.")
+@click.option("--gpus-per-run", type=click.FloatRange(0), default=None, help="ray/slurm: GPUs per run (ray allows 0.5).")
+@click.option("--partition", default=None, help="slurm: partition.")
+@click.option("--time-limit", type=click.IntRange(1), default=None, help="slurm: minutes per job.")
+@click.option("--slurm-folder", type=click.Path(path_type=Path), default=None,
+              help="slurm: where submitit keeps job files [default: <results>/slurm].")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executor: str, workers: int, device: str,
+          epochs: int | None, retries: int, yes: bool, dry_run: bool, address, cpus_per_run, gpus_per_run,
+          partition, time_limit, slurm_folder, no_progress: bool) -> None:
+    """Train every run of a study that is not finished yet, and store per-class results.
+
+    Resumable: finished runs are kept and skipped, so after Ctrl-C or a crash the same command carries on.
+    Results go to a folder that one sweep at a time may write.
+    """
+    from classaudit.config import load_study
+    from classaudit.sweep import plan, run_sweep
+
+    study = load_study(study_file)
+    if epochs is not None:
+        study = study.with_overrides(epochs=epochs)
+    results = results or Path("results") / study.name
+    the_plan = plan(study, results)
+    if dry_run:
+        click.echo(f"{study.name}: {len(the_plan.runs)} runs, {len(the_plan.todo)} to train, "
+                   f"{len(the_plan.runs) - len(the_plan.todo)} finished in {results}")
+        for run in the_plan.todo:
+            click.echo(f"  {run.run_id}  {run.label}")
+        return
+    if not the_plan.todo and not the_plan.corrupt:
+        click.echo(f"{study.name}: all {len(the_plan.runs)} runs are finished in {results}; nothing to train.")
+        _print_table(results)
+        return
+    from classaudit.executors import make_executor
+    from classaudit.train import get_dataset
+
+    # Load (download, decode, cache) the data once here, before anything is written: a missing data set is a
+    # clear error now rather than a failure in every worker, and the workers then read the cache.
+    get_dataset(study.dataset, data_dir)
+    options = {k: v for k, v in dict(address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                                     partition=partition, time_limit=time_limit,
+                                     folder=slurm_folder or results / "slurm").items() if v is not None}
+    ex = make_executor(executor, workers=workers, **options)
+    bar = None
+
+    def on_start(p):
+        nonlocal bar
+        done = len(p.runs) - len(p.todo)
+        click.echo(f"{study.name}: {len(p.runs)} runs, {done} finished, {len(p.todo)} to train "
+                   f"({executor}, {workers} worker{'s' if workers > 1 else ''}) -> {results}", err=True)
+        for rid, problem in sorted(p.corrupt.items()):
+            click.echo(f"  damaged record, will re-train: {problem}", err=True)
+        if p.stale:
+            click.echo(f"  {len(p.stale)} finished run(s) in {results} belong to an earlier version of the study "
+                       "(their config changed); they are kept but not used", err=True)
+        if not no_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(p.todo), unit="run", dynamic_ncols=True, file=sys.stderr)
+
+    def on_outcome(outcome):
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(outcome.task.label[:40])
+        if not outcome.ok:
+            click.echo(f"\n  run {outcome.task.run_id} ({outcome.task.label}) failed: {outcome.error}", err=True)
+
+    t0 = time.perf_counter()
+    try:
+        summary = run_sweep(study, results, ex, data_dir=str(data_dir) if data_dir else None,
+                            device=None if device == "auto" else device, workers=workers, retries=retries,
+                            confirm_large=yes, on_start=on_start, on_outcome=on_outcome)
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(f"{study.name}: trained {len(summary.trained)} run(s) in {time.perf_counter() - t0:.0f} s; "
+               f"{summary.skipped} already finished; {len(summary.failed)} failed.", err=True)
+    _print_table(results)
+    if summary.failed:
+        click.echo(f"Failed runs are listed by `classaudit status {results}`; run the sweep again to retry them.",
+                   err=True)
+        sys.exit(1)
+
+
+def _print_table(results: Path) -> None:
+    """Mean test accuracy per class (rows) at each axis and strength (columns), in percent."""
+    from classaudit.store import load_results
+
+    frame = load_results(results)
+    test = frame[frame["split"] == "test"]
+    if test.empty:
+        return
+    table = test.pivot_table(index="class_name", columns=["regularizer", "strength"], values="accuracy",
+                             aggfunc="mean", sort=False) * 100
+    table.loc["(mean)"] = table.mean()
+    seeds = test.groupby(["regularizer", "strength"])["seed"].nunique()
+    click.echo(f"\nTest accuracy per class, mean over seeds ({seeds.min()}-{seeds.max()} seeds per point), %:")
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.1f}".format):
+        click.echo(table.to_string())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# status and listings
+
+
+@cli.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--verbose", "-v", is_flag=True, help="List every run, not only problems.")
+def status(results: Path, verbose: bool) -> None:
+    """Show which runs of a results folder are done, pending, failed or damaged.
+
+    \b
+    Example:
+      classaudit status results/demo
+    """
+    from classaudit.store import status as get_status
+
+    if not results.exists():
+        raise UsageError(f"{results}: no such results folder")
+    st = get_status(results)
+    total = len(st.done) + len(st.pending)
+    click.echo(f"{st.study}: {len(st.done)}/{total} done, {len(st.pending)} pending "
+               f"({len(st.failed)} failed), {len(st.corrupt)} damaged, {len(st.stale)} stale")
+    for rid, info in sorted(st.failed.items()):
+        click.echo(f"  failed   {rid}  {st.labels.get(rid, '')}  (attempts {info.get('attempts', '?')}): "
+                   f"{info.get('error', '')}")
+    for rid, problem in sorted(st.corrupt.items()):
+        click.echo(f"  damaged  {rid}  {problem}  (the next sweep re-trains it)")
+    for rid in st.stale:
+        click.echo(f"  stale    {rid}  (finished, but the study no longer has this config)")
+    if verbose:
+        for rid in st.done:
+            click.echo(f"  done     {rid}  {st.labels[rid]}")
+        for rid in st.pending:
+            if rid not in st.failed:
+                click.echo(f"  pending  {rid}  {st.labels[rid]}")
+
+
+@cli.command()
+def regularizers() -> None:
+    """List the regularizers: unit of strength, allowed range, off value."""
+    from classaudit.regularizers import REGULARIZERS
+
+    for r in REGULARIZERS.values():
+        click.echo(f"{r.name:<16} off = {r.off:g}   range {r.range_text}")
+        click.echo(f"{'':<16} unit: {r.unit}")
+        click.echo(f"{'':<16} {r.description}")
+
+
+@cli.command()
+def datasets() -> None:
+    """List the data sets a study can name."""
+    from classaudit.config import DATASET_OPTIONS
+    from classaudit.data import DESCRIPTIONS
+
+    for name in DATASET_OPTIONS:
+        opts = ", ".join(f"{k}" for k in DATASET_OPTIONS[name])
+        click.echo(f"{name:<14} {DESCRIPTIONS[name]}" + (f"\n{'':<14} options: {opts}" if opts else ""))
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Also list every torchvision classifier name.")
+def models(show_all: bool) -> None:
+    """List the models a study can name."""
+    from classaudit.models import DESCRIPTIONS
+
+    for name, text in DESCRIPTIONS.items():
+        click.echo(f"{name:<20} {text}")
+    if show_all:
+        from classaudit.config import torchvision_classifiers
+
+        click.echo("\ntorchvision classifiers: " + ", ".join(torchvision_classifiers()))
+
+
+def main() -> None:
+    # Reports and tables must not depend on the user's locale or a display.
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    cli(prog_name="classaudit")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,535 @@
+"""Study files: loading and validating the TOML, expanding a study into runs, and the run id.
+
+A study is read once into frozen dataclasses. Every problem in the file is collected and reported together,
+each line naming the file, the field, the value and what is allowed. No torch here: a study can be checked
+anywhere, and `classaudit status` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from classaudit.errors import UsageError, did_you_mean
+from classaudit.regularizers import REGULARIZERS
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+DESIGNS = ("one_at_a_time", "factorial")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("onecycle", "cosine", "constant")
+TORCHVISION_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn")
+BUILTIN_MODELS = ("smallcnn", "cifar_resnet18")
+# Names end up in folder names and reports: keep them to characters that are safe everywhere.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_ALLOWED = "1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Field specifications: one small table per section, so the rules are readable in one place.
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: type | tuple[type, ...]
+    default: Any = None  # None means required
+    check: Callable[[Any], bool] | None = None
+    allowed: str = ""
+
+
+def _int(low: int, high: int | None = None, default: Any = None) -> Spec:
+    text = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+    return Spec(int, default, lambda v: v >= low and (high is None or v <= high), text)
+
+
+def _float(low: float, high: float, default: Any = None, low_open: bool = False, high_open: bool = False) -> Spec:
+    left, right = ("<" if low_open else "<="), ("<" if high_open else "<=")
+    text = f"a number with {low:g} {left} x {right} {high:g}"
+
+    def ok(v: float) -> bool:
+        return (
+            math.isfinite(v)
+            and (v > low if low_open else v >= low)
+            and (v < high if high_open else v <= high)
+        )
+
+    return Spec((int, float), default, ok, text)
+
+
+def _choice(choices: tuple[str, ...], default: Any = None) -> Spec:
+    return Spec(str, default, lambda v: v in choices, "one of " + ", ".join(f'"{c}"' for c in choices))
+
+
+def _name(default: Any = None) -> Spec:
+    return Spec(str, default, lambda v: bool(NAME_PATTERN.match(v)), NAME_ALLOWED)
+
+
+BOOL = Spec(bool, False, None, "true or false")
+
+STUDY_FIELDS = {
+    "name": _name(),
+    "description": Spec(str, ""),
+    "seeds": Spec((list, int), None, None, "a list of distinct integers >= 0, or a count n meaning 0..n-1"),
+    "design": _choice(DESIGNS, "one_at_a_time"),
+    "max_runs": _int(1, default=500),
+}
+DATASET_FIELDS = {
+    "name": Spec(str),
+    "val_fraction": _float(0.0, 0.9, 0.1),
+    "split_seed": _int(0, default=0),
+    "options": Spec(dict, {}),
+}
+DATASET_OPTIONS: dict[str, dict[str, Spec]] = {
+    "shapes": {
+        "n_train_per_class": _int(2, default=500),
+        "n_test_per_class": _int(1, default=200),
+        "size": _int(16, 128, 32),
+        "seed": _int(0, default=0),
+    },
+    "imagefolder": {
+        "root": Spec(str, None, None, "a folder holding train/<class>/ and test/<class>/"),
+        "size": _int(0, 1024, 0),  # 0: keep the images' own size (all must match)
+    },
+    **{name: {} for name in TORCHVISION_DATASETS},
+}
+MODEL_FIELDS = {"name": Spec(str), "options": Spec(dict, {})}
+MODEL_OPTIONS: dict[str, dict[str, Spec]] = {
+    "smallcnn": {"width": _int(1, 1024, 64)},
+    "cifar_resnet18": {"width": _int(1, 1024, 64)},
+    "torchvision": {"pretrained": BOOL, "freeze_backbone": BOOL},
+}
+TRAIN_FIELDS = {
+    "epochs": _int(1, default=10),
+    "finetune_epochs": _int(0, default=0),
+    "batch_size": _int(1, default=256),
+    "eval_batch_size": _int(1, default=1024),
+    "optimizer": _choice(OPTIMIZERS, "sgd"),
+    "lr": _float(0.0, 100.0, 0.1, low_open=True),
+    "momentum": _float(0.0, 1.0, 0.9, high_open=True),
+    "nesterov": Spec(bool, True, None, "true or false"),
+    "schedule": _choice(SCHEDULES, "onecycle"),
+    "warmup_fraction": _float(0.0, 1.0, 0.25, high_open=True),
+    "flip": Spec(bool, True, None, "true or false"),
+    "decay_norm_and_bias": BOOL,
+}
+AXIS_FIELDS = {
+    "regularizer": Spec(str, ""),  # "" means: the axis' own name
+    "strengths": Spec(list, None, None, "a non-empty list of numbers"),
+    "start_epoch": _int(0, default=0),
+}
+TOP_LEVEL = ("study", "dataset", "model", "train", "baseline", "sweep")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The validated study.
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One line of the sweep: a regularizer at several strengths, switched on at `start_epoch`."""
+
+    name: str
+    regularizer: str
+    strengths: tuple[float, ...]  # sorted from off outwards; always contains the off value
+    start_epoch: int
+
+    @property
+    def off(self) -> float:
+        return REGULARIZERS[self.regularizer].off
+
+
+@dataclass(frozen=True)
+class Study:
+    path: str
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    design: str
+    max_runs: int
+    dataset: Mapping[str, Any]
+    model: Mapping[str, Any]
+    train: Mapping[str, Any]
+    baseline: Mapping[str, float]
+    axes: tuple[Axis, ...]
+
+    def with_overrides(self, **train_overrides: Any) -> Study:
+        """Return a copy with training fields replaced (e.g. epochs=1), validated like the file."""
+        problems: list[str] = []
+        train = dict(self.train)
+        for key, value in train_overrides.items():
+            if value is None:
+                continue
+            where = f"{self.path}: option --{key.replace('_', '-')}"
+            train[key] = _check_value(TRAIN_FIELDS[key], value, where, problems)
+        _check_start_epochs(self.path, self.axes, train, problems)
+        _raise(problems)
+        return dataclasses.replace(self, train=_frozen(train))
+
+
+@dataclass(frozen=True)
+class Point:
+    """Where a run sits in the study: on axis `axis`, at `strength`; `is_off` marks the axis' reference."""
+
+    axis: str
+    regularizer: str
+    strength: float
+    is_off: bool
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training job. `config` is everything that determines the result; `run_id` is its hash."""
+
+    run_id: str
+    seed: int
+    config: Mapping[str, Any]
+    points: tuple[Point, ...]
+
+    @property
+    def label(self) -> str:
+        regs = self.config["regularizers"]
+        text = ", ".join(f"{k}={v['strength']:g}" + (f"@{v['start_epoch']}" if v["start_epoch"] else "")
+                         for k, v in sorted(regs.items()))
+        return f"{text or 'baseline'} seed={self.seed}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading.
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study file. Raises UsageError listing every problem found."""
+    path = Path(path)
+    shown = str(path)
+    if not path.exists():
+        raise UsageError(f"{shown}: no such study file")
+    if path.is_dir():
+        raise UsageError(f"{shown}: is a folder; expected a study .toml file")
+    try:
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{shown}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{shown}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise UsageError(f"{shown}: cannot be read: {e.strerror}") from None
+    return parse_study(raw, shown)
+
+
+def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:
+    """Validate a study given as a mapping (the parsed TOML)."""
+    problems: list[str] = []
+    _unknown_keys(raw, TOP_LEVEL, path, "", problems)
+    for required in ("study", "dataset", "model", "sweep"):
+        if required not in raw:
+            problems.append(f"{path}: field '{required}': missing; add a [{required}] table")
+    study = _section(raw, "study", STUDY_FIELDS, path, problems)
+    dataset = _section(raw, "dataset", DATASET_FIELDS, path, problems)
+    model = _section(raw, "model", MODEL_FIELDS, path, problems)
+    train = _section(raw, "train", TRAIN_FIELDS, path, problems)
+
+    seeds = _seeds(study.get("seeds"), path, problems)
+    if isinstance(dataset.get("name"), str):
+        dataset["options"] = _options(dataset, "dataset", DATASET_OPTIONS, path, problems)
+    if isinstance(model.get("name"), str):
+        model["options"] = _model_options(model, path, problems)
+    baseline = _baseline(raw.get("baseline", {}), path, problems)
+    axes = _axes(raw.get("sweep", {}), path, problems)
+    if study.get("design") == "factorial":
+        regs = [a.regularizer for a in axes]
+        for reg in sorted({r for r in regs if regs.count(r) > 1}):
+            problems.append(f"{path}: field 'sweep': regularizer \"{reg}\" appears on several axes; "
+                            "a factorial design needs each regularizer on one axis")
+    _check_start_epochs(path, axes, train, problems)
+    _raise(problems)
+    result = Study(
+        path=path, name=study["name"], description=study["description"], seeds=seeds, design=study["design"],
+        max_runs=study["max_runs"], dataset=_frozen(dataset), model=_frozen(model), train=_frozen(train),
+        baseline=_frozen(baseline), axes=axes,
+    )
+    return result
+
+
+def _raise(problems: list[str]) -> None:
+    if problems:
+        raise UsageError("\n".join(problems))
+
+
+def _frozen(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only view: a study is a value, and nobody downstream may change it."""
+    from types import MappingProxyType
+
+    return MappingProxyType({k: _frozen(v) if isinstance(v, dict) else v for k, v in d.items()})
+
+
+def _thaw(d: Any) -> Any:
+    return {k: _thaw(v) for k, v in d.items()} if isinstance(d, Mapping) else d
+
+
+def _unknown_keys(table: Mapping[str, Any], allowed, path: str, prefix: str, problems: list[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            where = f"{prefix}{key}"
+            listed = ", ".join(sorted(allowed)) or "none"
+            problems.append(f"{path}: field '{where}': unknown key{did_you_mean(key, allowed)}; allowed: {listed}")
+
+
+def _check_value(spec: Spec, value: Any, where: str, problems: list[str]) -> Any:
+    # bool is an int in Python; a `true` where a number belongs is a mistake, not 1.
+    wrong_type = not isinstance(value, spec.kind) or (isinstance(value, bool) and spec.kind is not bool
+                                                      and bool not in (spec.kind if isinstance(spec.kind, tuple)
+                                                                       else (spec.kind,)))
+    if wrong_type:
+        problems.append(f"{where}: value {_show(value)} has the wrong type; expected {_kind_text(spec)}")
+        return spec.default
+    if spec.check is not None and not spec.check(value):
+        problems.append(f"{where}: value {_show(value)} is not allowed; expected {spec.allowed}")
+        return spec.default
+    return float(value) if spec.kind == (int, float) else value
+
+
+def _kind_text(spec: Spec) -> str:
+    if spec.allowed:
+        return spec.allowed
+    kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
+             dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return {math.inf: "inf", -math.inf: "-inf"}.get(value, "nan")
+    return repr(value) if not isinstance(value, (dict, list)) else json.dumps(value, default=str)[:80]
+
+
+def _fields(table: Any, fields: Mapping[str, Spec], path: str, prefix: str, problems: list[str]) -> dict:
+    if not isinstance(table, Mapping):
+        problems.append(f"{path}: field '{prefix.rstrip('.')}': value {_show(table)} has the wrong type; "
+                        "expected a table")
+        table = {}
+    _unknown_keys(table, fields, path, prefix, problems)
+    out: dict[str, Any] = {}
+    for key, spec in fields.items():
+        where = f"{path}: field '{prefix}{key}'"
+        if key not in table:
+            if spec.default is None:
+                problems.append(f"{where}: missing; expected {_kind_text(spec)}")
+            out[key] = spec.default
+        else:
+            out[key] = _check_value(spec, table[key], where, problems)
+    return out
+
+
+def _section(raw: Mapping[str, Any], name: str, fields: Mapping[str, Spec], path: str, problems: list[str]):
+    if name not in raw:
+        return {k: s.default for k, s in fields.items()}
+    return _fields(raw[name], fields, path, f"{name}.", problems)
+
+
+def _seeds(value: Any, path: str, problems: list[str]) -> tuple[int, ...]:
+    where = f"{path}: field 'study.seeds'"
+    if value is None:
+        return ()
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            problems.append(f"{where}: value {value} is not allowed; expected a count >= 1 or a list of seeds")
+            return ()
+        return tuple(range(value))
+    if not isinstance(value, list) or not value:
+        problems.append(f"{where}: value {_show(value)} is not allowed; expected a non-empty list of distinct "
+                        "integers >= 0, or a count n meaning 0..n-1")
+        return ()
+    bad = [v for v in value if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+    if bad:
+        problems.append(f"{where}: value {_show(bad[0])} is not allowed; seeds are integers >= 0")
+        return ()
+    dupes = sorted({v for v in value if value.count(v) > 1})
+    if dupes:
+        problems.append(f"{where}: seed {dupes[0]} appears more than once; seeds must be distinct")
+    return tuple(sorted(set(value)))
+
+
+def _options(section: dict, label: str, registry: Mapping[str, Mapping[str, Spec]], path: str,
+             problems: list[str]) -> dict:
+    name = section["name"]
+    if name not in registry:
+        problems.append(f"{path}: field '{label}.name': value {_show(name)} is not a known {label}"
+                        f"{did_you_mean(name, registry)}; allowed: {', '.join(sorted(registry))}")
+        return {}
+    return _fields(section.get("options", {}), registry[name], path, f"{label}.options.", problems)
+
+
+def _model_options(model: dict, path: str, problems: list[str]) -> dict:
+    name = model["name"]
+    if name in BUILTIN_MODELS:
+        return _options(model, "model", MODEL_OPTIONS, path, problems)
+    known = torchvision_classifiers()
+    if name not in known:
+        problems.append(
+            f"{path}: field 'model.name': value {_show(name)} is not a known model"
+            f"{did_you_mean(name, [*BUILTIN_MODELS, *known])}; allowed: {', '.join(BUILTIN_MODELS)}, or a "
+            "torchvision classifier name (see `classaudit models`)"
+        )
+        return {}
+    return _fields(model.get("options", {}), MODEL_OPTIONS["torchvision"], path, "model.options.", problems)
+
+
+def torchvision_classifiers() -> list[str]:
+    """Names of torchvision's image classifiers (imports torchvision, so only when a study asks for one)."""
+    import torchvision.models
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _baseline(table: Any, path: str, problems: list[str]) -> dict[str, float]:
+    if not isinstance(table, Mapping):
+        problems.append(f"{path}: field 'baseline': value {_show(table)} has the wrong type; expected a table "
+                        "of regularizer = strength")
+        return {}
+    out = {}
+    for reg, value in table.items():
+        where = f"{path}: field 'baseline.{reg}'"
+        if reg not in REGULARIZERS:
+            problems.append(f"{where}: unknown regularizer{did_you_mean(reg, REGULARIZERS)}; allowed: "
+                            + ", ".join(REGULARIZERS))
+            continue
+        out[reg] = _strength(reg, value, where, problems)
+    return out
+
+
+def _strength(reg: str, value: Any, where: str, problems: list[str]) -> float:
+    spec = REGULARIZERS[reg]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problems.append(f"{where}: value {_show(value)} has the wrong type; expected a number")
+        return spec.off
+    if not spec.allows(float(value)):
+        problems.append(f"{where}: value {_show(value)} is out of range for {reg}; allowed: {spec.range_text} "
+                        f"({spec.unit}; off = {spec.off:g})")
+        return spec.off
+    return float(value)
+
+
+def _axes(table: Any, path: str, problems: list[str]) -> tuple[Axis, ...]:
+    if not isinstance(table, Mapping) or (isinstance(table, Mapping) and not table):
+        problems.append(f"{path}: field 'sweep': value {_show(table)} is not allowed; expected one or more "
+                        "[sweep.<name>] tables, e.g. [sweep.crop] with strengths = [1.0, 0.5, 0.08]")
+        return ()
+    axes = []
+    for name, body in table.items():
+        prefix = f"sweep.{name}."
+        if not NAME_PATTERN.match(name):
+            problems.append(f"{path}: field 'sweep.{name}': axis name {_show(name)} is not allowed; "
+                            f"expected {NAME_ALLOWED}")
+            continue
+        axis = _fields(body, AXIS_FIELDS, path, prefix, problems)
+        reg = axis["regularizer"] or name
+        if reg not in REGULARIZERS:
+            key = "regularizer" if axis["regularizer"] else ""
+            field_name = f"sweep.{name}.{key}".rstrip(".")
+            problems.append(f"{path}: field '{field_name}': value {_show(reg)} is not a known regularizer"
+                            f"{did_you_mean(reg, REGULARIZERS)}; allowed: {', '.join(REGULARIZERS)} (or set "
+                            "regularizer = \"...\" in the table to name the axis freely)")
+            continue
+        values = axis["strengths"] or []
+        if axis["strengths"] is not None and not values:
+            problems.append(f"{path}: field '{prefix}strengths': value [] is not allowed; expected a non-empty "
+                            "list of numbers")
+        strengths = [_strength(reg, v, f"{path}: field '{prefix}strengths[{i}]'", problems)
+                     for i, v in enumerate(values)]
+        dupes = sorted({s for s in strengths if strengths.count(s) > 1})
+        if dupes:
+            problems.append(f"{path}: field '{prefix}strengths': value {dupes[0]:g} appears more than once; "
+                            "strengths must be distinct")
+        off = REGULARIZERS[reg].off
+        # The off point is every axis' reference, so it is always part of the grid.
+        ordered = sorted(set(strengths) | {off}, key=lambda s: (abs(s - off), s))
+        axes.append(Axis(name, reg, tuple(ordered), axis["start_epoch"]))
+    return tuple(axes)
+
+
+def _check_start_epochs(path: str, axes, train: Mapping[str, Any], problems: list[str]) -> None:
+    total = (train.get("epochs") or 0) + (train.get("finetune_epochs") or 0)
+    for axis in axes:
+        if total and axis.start_epoch >= total:
+            problems.append(f"{path}: field 'sweep.{axis.name}.start_epoch': value {axis.start_epoch} is not "
+                            f"allowed; expected an epoch from 0 to {total - 1} (train.epochs + "
+                            "train.finetune_epochs - 1)")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Expansion into runs.
+
+
+def run_id(config: Mapping[str, Any]) -> str:
+    """The run's identity: a hash of its resolved config, so any change to what it trains changes the id."""
+    text = json.dumps(_thaw(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resolve(study: Study, settings: Mapping[str, tuple[float, int]], seed: int) -> dict[str, Any]:
+    """The full config of one run: the recipe plus every regularizer that is on, with its start epoch."""
+    regs: dict[str, tuple[float, int]] = {reg: (s, 0) for reg, s in study.baseline.items()}
+    regs.update(settings)
+    on = {reg: {"strength": s, "start_epoch": e} for reg, (s, e) in sorted(regs.items())
+          if s != REGULARIZERS[reg].off}
+    return {
+        "dataset": _thaw(study.dataset),
+        "model": _thaw(study.model),
+        "train": _thaw(study.train),
+        "regularizers": on,
+        "seed": seed,
+    }
+
+
+def expand(study: Study) -> list[Run]:
+    """All runs of a study, each once, in a stable order (seed-major, so early results cover every point).
+
+    one_at_a_time: each axis is varied alone around the baseline; points that resolve to the same config
+    (the off point above all) are one run that belongs to several axes.
+    factorial: every combination of the axes' strengths; a run belongs to an axis when every other axis is
+    at its off value, so each axis still has its one-at-a-time slice for the analysis.
+    """
+    runs: dict[str, Run] = {}
+    for seed in study.seeds:
+        for point_settings, points in _grid(study):
+            config = resolve(study, point_settings, seed)
+            rid = run_id(config)
+            if rid in runs:
+                old = runs[rid]
+                merged = old.points + tuple(p for p in points if p not in old.points)
+                runs[rid] = dataclasses.replace(old, points=merged)
+            else:
+                runs[rid] = Run(rid, seed, config, tuple(points))
+    return list(runs.values())
+
+
+def _grid(study: Study):
+    if study.design == "one_at_a_time":
+        for axis in study.axes:
+            for s in axis.strengths:
+                yield {axis.regularizer: (s, axis.start_epoch)}, [Point(axis.name, axis.regularizer, s, s == axis.off)]
+        return
+    for combo in itertools.product(*(axis.strengths for axis in study.axes)):
+        settings = {a.regularizer: (s, a.start_epoch) for a, s in zip(study.axes, combo)}
+        points = []
+        for i, (axis, s) in enumerate(zip(study.axes, combo)):
+            others_off = all(o == b.off for j, (b, o) in enumerate(zip(study.axes, combo)) if j != i)
+            if others_off:
+                points.append(Point(axis.name, axis.regularizer, s, s == axis.off))
+        yield settings, points

@@ -1,0 +1,20 @@
+"""The one exception type for user mistakes; the CLI turns it into a message and exit status 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UsageError(Exception):
+    """A problem in what the user gave us (a study file, an option, a folder).
+
+    The message is complete on its own: it names the file, the field, the value and what is allowed.
+    Several problems found in one file are joined, one per line, so the user fixes them all at once.
+    """
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ' (did you mean "x"?)' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(word), sorted(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""

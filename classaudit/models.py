@@ -1,0 +1,124 @@
+"""Models: a small fast CNN for small images, a CIFAR-style ResNet-18, and any torchvision classifier by name.
+
+Every model exposes `head` (the final linear layer) so a fine-tuning stage can freeze everything else.
+Nothing here picks a device; the caller moves the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+DESCRIPTIONS = {
+    "smallcnn": "4 conv blocks (width w, 2w, 4w, 4w) with BatchNorm, ~0.3 GFLOP/image at w=64 on 32x32; fast on CPU",
+    "cifar_resnet18": "ResNet-18 with a 3x3 stem for 32x32 inputs (He et al. 2016; the CIFAR variant), 0.56 GFLOP",
+    "<torchvision name>": "any torchvision classifier, e.g. resnet50; options pretrained, freeze_backbone",
+}
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SmallCNN(nn.Module):
+    """conv(w) -> [conv(2w), pool] -> [conv(4w), pool] -> [conv(4w), pool] -> global max pool -> linear.
+
+    The shape of the fast CIFAR-10 training networks (Page's ResNet-9, airbench) without residuals: most of the
+    compute sits at low resolution, so it trains at a few thousand 32x32 images/s on two CPU cores at w=32.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _conv_bn(in_channels, w),
+            _conv_bn(w, 2 * w), nn.MaxPool2d(2),
+            _conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
+            _conv_bn(4 * w, 4 * w), nn.MaxPool2d(2),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = _conv_bn(cin, cout, stride)
+        self.conv2 = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return torch.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+class CifarResNet18(nn.Module):
+    """ResNet-18 for 32x32 images: 3x3 stem, no max-pool, four stages of two basic blocks."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64):
+        super().__init__()
+        w = width
+        layers, cin = [_conv_bn(in_channels, w)], w
+        for i, cout in enumerate((w, 2 * w, 4 * w, 8 * w)):
+            layers += [_Block(cin, cout, 1 if i == 0 else 2), _Block(cout, cout, 1)]
+            cin = cout
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class _TorchvisionClassifier(nn.Module):
+    """A torchvision classifier whose last Linear is replaced by `head` for our number of classes."""
+
+    def __init__(self, name: str, num_classes: int, pretrained: bool):
+        super().__init__()
+        import torchvision.models as tvm
+
+        weights = tvm.get_model_weights(name).DEFAULT if pretrained else None  # downloads on users' machines
+        self.body = tvm.get_model(name, weights=weights)
+        parent, attr, last = _last_linear(self.body)
+        self.head = nn.Linear(last.in_features, num_classes)
+        setattr(parent, attr, nn.Identity())
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def _last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    found = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            found = name
+    if found is None:
+        raise ValueError("model has no Linear layer to replace")
+    parent_name, _, attr = found.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    return parent, attr, getattr(parent, attr)
+
+
+def build_model(spec: Mapping[str, Any], num_classes: int, in_channels: int) -> nn.Module:
+    name, options = spec["name"], dict(spec.get("options", {}))
+    if name == "smallcnn":
+        return SmallCNN(num_classes, in_channels, options.get("width", 64))
+    if name == "cifar_resnet18":
+        return CifarResNet18(num_classes, in_channels, options.get("width", 64))
+    model = _TorchvisionClassifier(name, num_classes, options.get("pretrained", False))
+    if options.get("freeze_backbone", False):
+        freeze_backbone(model)
+    return model
+
+
+def freeze_backbone(model: nn.Module) -> None:
+    """Train only `model.head` from now on (transfer studies, or a fine-tuning stage)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in model.head.parameters():
+        p.requires_grad_(True)

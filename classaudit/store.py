@@ -1,0 +1,418 @@
+"""The results folder: the only writer of results, and the loader of the tidy frames.
+
+Layout of a results folder:
+
+    study.json                  the study as last swept: its name, file, and which runs sit on which axis
+    runs/<run_id>/record.json   counts per class and split, curve, timings, environment, checksums
+    runs/<run_id>/config.json   the run's resolved config (its hash is the run id)
+    runs/<run_id>/predictions.parquet   per-sample label, prediction, probability of the true label
+    failed/<run_id>.json        the last error of a run that failed (removed once it succeeds)
+    .lock                       held (flock) by the sweep writing here
+
+A run folder is built under a temporary name and renamed into place, so a reader sees a whole run or none;
+record.json carries the sha256 of the other files and of itself, so a truncated or altered record is detected
+and re-run. No torch here: results load anywhere pandas does. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from classaudit.errors import UsageError
+from classaudit.result import RunResult
+
+FORMAT = 1
+SPLITS = ("val", "test")
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a whole file or nothing: temporary file in the same folder, fsync, rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        _write_bytes(tmp, text.encode("utf-8"))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing.
+
+
+class ResultsFolder:
+    """A results folder. Reading needs nothing; writing needs the lock (`with folder.lock(): ...`)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"{self.path}: results folder is a file; give a folder path with --results")
+        self.runs_dir = self.path / "runs"
+        self.failed_dir = self.path / "failed"
+
+    # The lock ------------------------------------------------------------------------------------------
+    def lock(self) -> _Lock:
+        return _Lock(self.path)
+
+    # Study and membership ------------------------------------------------------------------------------
+    def write_study(self, study_name: str, study_path: str, runs: Iterable[Any]) -> None:
+        body = {
+            "format": FORMAT,
+            "name": study_name,
+            "file": study_path,
+            "runs": {r.run_id: {"seed": r.seed, "label": r.label,
+                                "points": [p.__dict__ for p in r.points]} for r in runs},
+        }
+        atomic_write_text(self.path / "study.json", json.dumps(body, indent=1, sort_keys=True))
+
+    def read_study(self) -> dict[str, Any]:
+        path = self.path / "study.json"
+        if not path.exists():
+            raise UsageError(f"{self.path}: not a classaudit results folder (no study.json); run "
+                             "`classaudit sweep STUDY.toml --results " + f"{self.path}` first")
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except (ValueError, OSError) as e:
+            raise UsageError(f"{path}: cannot be read ({e}); re-run the sweep to rewrite it") from None
+
+    # Runs ----------------------------------------------------------------------------------------------
+    def write_run(self, result: RunResult, seed: int) -> Path:
+        """Store one finished run atomically; returns its folder."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        final = self.runs_dir / result.run_id
+        tmp = self.runs_dir / f".tmp-{result.run_id}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            config_bytes = json.dumps(result.config, indent=1, sort_keys=True).encode()
+            _write_bytes(tmp / "config.json", config_bytes)
+            table = pa.table({
+                "split": pa.array([s for s, p in result.splits.items() for _ in range(len(p.label))]),
+                "index": pa.array(np.concatenate([np.arange(len(p.label)) for p in result.splits.values()])
+                                  .astype(np.int32)),
+                "label": pa.array(np.concatenate([p.label for p in result.splits.values()]).astype(np.int32)),
+                "pred": pa.array(np.concatenate([p.pred for p in result.splits.values()]).astype(np.int32)),
+                "p_true": pa.array(np.concatenate([p.p_true for p in result.splits.values()]).astype(np.float32)),
+            })
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd")
+            pred_bytes = sink.getvalue().to_pybytes()
+            _write_bytes(tmp / "predictions.parquet", pred_bytes)
+            k = len(result.class_names)
+            counts = {}
+            for split, p in result.splits.items():
+                n, correct = p.counts(k)
+                counts[split] = {"n": n.tolist(), "correct": correct.tolist()}
+            record = {
+                "format": FORMAT, "run_id": result.run_id, "seed": seed, "class_names": result.class_names,
+                "counts": counts, "curve": result.curve, "timings": result.timings,
+                "environment": result.environment,
+                "files": {"config.json": _sha256(config_bytes), "predictions.parquet": _sha256(pred_bytes)},
+            }
+            record["checksum"] = _sha256(_canonical(record))
+            _write_bytes(tmp / "record.json", json.dumps(record, indent=1, sort_keys=True).encode())
+            if final.exists():  # a damaged earlier copy: move it aside first, rename cannot replace a folder
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            _fsync_dir(self.runs_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        (self.failed_dir / f"{result.run_id}.json").unlink(missing_ok=True)
+        return final
+
+    def write_failure(self, run_id: str, label: str, error: str, tb: str, attempts: int) -> None:
+        self.failed_dir.mkdir(parents=True, exist_ok=True)
+        body = {"run_id": run_id, "label": label, "error": error, "traceback": tb, "attempts": attempts,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        atomic_write_text(self.failed_dir / f"{run_id}.json", json.dumps(body, indent=1, sort_keys=True))
+
+    def clean_temporaries(self) -> None:
+        """Remove half-written run folders left by a killed sweep (only ever called under the lock)."""
+        if self.runs_dir.is_dir():
+            for p in self.runs_dir.glob(".tmp-*"):
+                shutil.rmtree(p, ignore_errors=True)
+
+    # Reading -------------------------------------------------------------------------------------------
+    def run_ids(self) -> list[str]:
+        if not self.runs_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def read_record(self, run_id: str) -> dict[str, Any]:
+        """The verified record of a run. Raises CorruptRecord naming what is wrong."""
+        folder = self.runs_dir / run_id
+        try:
+            record = json.loads((folder / "record.json").read_bytes())
+        except FileNotFoundError:
+            raise CorruptRecord(folder / "record.json", "missing") from None
+        except (ValueError, OSError) as e:
+            raise CorruptRecord(folder / "record.json", f"unreadable ({e})") from None
+        if not isinstance(record, dict) or "checksum" not in record:
+            raise CorruptRecord(folder / "record.json", "has no checksum")
+        claimed = record.pop("checksum")
+        if _sha256(_canonical(record)) != claimed:
+            raise CorruptRecord(folder / "record.json", "checksum mismatch (altered or truncated)")
+        for name, digest in record["files"].items():
+            try:
+                data = (folder / name).read_bytes()
+            except OSError:
+                raise CorruptRecord(folder / name, "missing") from None
+            if _sha256(data) != digest:
+                raise CorruptRecord(folder / name, "checksum mismatch (altered or truncated)")
+        if record.get("run_id") != run_id:
+            raise CorruptRecord(folder / "record.json", f"names run {record.get('run_id')}, not {run_id}")
+        return record
+
+    def verified_runs(self) -> tuple[dict[str, dict], dict[str, str]]:
+        """({run_id: record} of every intact run, {run_id: problem} of damaged ones)."""
+        good, bad = {}, {}
+        for rid in self.run_ids():
+            try:
+                good[rid] = self.read_record(rid)
+            except CorruptRecord as e:
+                bad[rid] = str(e)
+        return good, bad
+
+    def failures(self) -> dict[str, dict]:
+        out = {}
+        if self.failed_dir.is_dir():
+            for p in sorted(self.failed_dir.glob("*.json")):
+                try:
+                    out[p.stem] = json.loads(p.read_text("utf-8"))
+                except (ValueError, OSError):
+                    out[p.stem] = {"error": f"{p}: unreadable failure record"}
+        return out
+
+
+class CorruptRecord(Exception):
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class _Lock:
+    """An exclusive flock on <folder>/.lock. The kernel drops it when the holder dies, so a lock left by a
+    killed sweep is free again at once; the file keeps the holder's pid, host and command for the message."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.fd: int | None = None
+
+    def __enter__(self) -> _Lock:
+        import fcntl
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UsageError(f"{self.folder}: cannot write to the results folder ({e.strerror}); choose another "
+                             "--results folder or fix its permissions") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "unknown process"
+            os.close(fd)
+            raise UsageError(f"{self.folder}: another sweep is writing to this results folder ({holder}); wait "
+                             "for it to finish, or use another --results folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                  .encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Status.
+
+
+@dataclass
+class Status:
+    study: str
+    done: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    failed: dict[str, dict] = field(default_factory=dict)
+    corrupt: dict[str, str] = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)  # finished runs the current study no longer has
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def status(path: str | Path) -> Status:
+    folder = ResultsFolder(path)
+    study = folder.read_study()
+    good, bad = folder.verified_runs()
+    wanted = study["runs"]
+    st = Status(study=study["name"], labels={k: v["label"] for k, v in wanted.items()})
+    for rid in wanted:
+        if rid in good:
+            st.done.append(rid)
+        else:
+            st.pending.append(rid)
+    failures = folder.failures()
+    st.failed = {rid: failures[rid] for rid in st.pending if rid in failures}
+    st.corrupt = {rid: msg for rid, msg in bad.items()}
+    st.stale = sorted(set(good) - set(wanted))
+    return st
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading tidy frames.
+
+RESULT_COLUMNS = ["study", "run_id", "regularizer", "strength", "is_off", "seed", "split", "class_id",
+                  "class_name", "n", "correct", "accuracy"]
+PREDICTION_COLUMNS = ["study", "run_id", "regularizer", "strength", "is_off", "seed", "split", "index",
+                      "label", "pred", "p_true"]
+
+
+def _memberships(path: str | Path, strict: bool) -> tuple[ResultsFolder, dict, dict[str, dict]]:
+    folder = ResultsFolder(path)
+    if not folder.path.is_dir():
+        raise UsageError(f"{folder.path}: no such results folder")
+    study = folder.read_study()
+    good, bad = folder.verified_runs()
+    wanted = {rid: body for rid, body in study["runs"].items() if rid in good}
+    if strict and bad:
+        damaged = "; ".join(sorted(bad.values()))
+        raise UsageError(f"{folder.path}: damaged run records: {damaged}. Run the sweep again to re-train them "
+                         "(or pass strict=False to skip them)")
+    return folder, study, {rid: good[rid] for rid in wanted}
+
+
+def load_results(path: str | Path, *, strict: bool = False) -> pd.DataFrame:
+    """Load a results folder as a tidy frame: one row per (run, axis, split, class).
+
+    A run on several axes (the shared off point) appears once per axis, with that axis' off strength and
+    is_off=True. Damaged records are skipped (strict=True raises instead); runs the study no longer has are
+    left out. Columns: study, run_id, regularizer, strength, is_off, seed, split, class_id, class_name, n,
+    correct, accuracy.
+
+    Example
+    -------
+    >>> import classaudit as ca
+    >>> results = ca.load_results("results/demo")          # doctest: +SKIP
+    >>> results.query("split == 'test'").groupby(["regularizer", "strength"]).accuracy.mean()  # doctest: +SKIP
+    """
+    folder, study, records = _memberships(path, strict)
+    rows = []
+    for rid in sorted(records):
+        rec, points = records[rid], study["runs"][rid]["points"]
+        names = rec["class_names"]
+        for point in points:
+            for split in SPLITS:
+                if split not in rec["counts"]:
+                    continue
+                n, correct = rec["counts"][split]["n"], rec["counts"][split]["correct"]
+                for k, name in enumerate(names):
+                    rows.append((study["name"], rid, point["axis"], point["strength"], point["is_off"], rec["seed"],
+                                 split, k, name, n[k], correct[k]))
+    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS[:-1])
+    frame["accuracy"] = frame["correct"] / frame["n"].where(frame["n"] > 0)
+    return _typed(frame).sort_values(["regularizer", "strength", "seed", "split", "class_id"],
+                                     ignore_index=True)
+
+
+def load_predictions(path: str | Path, *, strict: bool = False) -> pd.DataFrame:
+    """Per-sample predictions: one row per (run, axis, split, image); `index` is the image's position in its
+    split, the same image across runs. Columns: study, run_id, regularizer, strength, is_off, seed, split,
+    index, label, pred, p_true."""
+    import pyarrow.parquet as pq
+
+    folder, study, records = _memberships(path, strict)
+    parts = []
+    for rid in sorted(records):
+        table = pq.read_table(folder.runs_dir / rid / "predictions.parquet").to_pandas()
+        for point in study["runs"][rid]["points"]:
+            part = table.copy()
+            part.insert(0, "study", study["name"])
+            part.insert(1, "run_id", rid)
+            part.insert(2, "regularizer", point["axis"])
+            part.insert(3, "strength", point["strength"])
+            part.insert(4, "is_off", point["is_off"])
+            part.insert(5, "seed", records[rid]["seed"])
+            parts.append(part)
+    if not parts:
+        return _typed(pd.DataFrame({c: [] for c in PREDICTION_COLUMNS}))
+    frame = pd.concat(parts, ignore_index=True)[PREDICTION_COLUMNS]
+    return _typed(frame).sort_values(["regularizer", "strength", "seed", "split", "index"], ignore_index=True)
+
+
+def load_runs(path: str | Path, *, strict: bool = False) -> pd.DataFrame:
+    """One row per finished run: its settings, accuracies, time and environment (the report's run table)."""
+    folder, study, records = _memberships(path, strict)
+    rows = []
+    for rid in sorted(records):
+        rec = records[rid]
+        row = {"run_id": rid, "label": study["runs"][rid]["label"], "seed": rec["seed"],
+               "axes": ", ".join(sorted({p["axis"] for p in study["runs"][rid]["points"]}))}
+        for split in SPLITS:
+            if split in rec["counts"]:
+                n, c = np.array(rec["counts"][split]["n"]), np.array(rec["counts"][split]["correct"])
+                row[f"{split}_accuracy"] = float(np.mean(c / np.maximum(n, 1)))
+        row["train_seconds"] = rec["timings"].get("train_seconds")
+        row["epochs"] = len(rec["curve"])
+        row["final_train_loss"] = rec["curve"][-1]["train_loss"] if rec["curve"] else None
+        for key in ("device", "torch", "torchvision", "classaudit"):
+            row[key] = rec["environment"].get(key)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    types = {"strength": "float64", "is_off": "bool", "seed": "int64", "class_id": "int64", "n": "int64",
+             "correct": "int64", "index": "int64", "label": "int64", "pred": "int64", "p_true": "float64"}
+    return frame.astype({k: v for k, v in types.items() if k in frame.columns})
+
+
+def run_config(path: str | Path, run_id: str) -> Mapping[str, Any]:
+    return json.loads((Path(path) / "runs" / run_id / "config.json").read_text("utf-8"))

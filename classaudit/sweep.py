@@ -1,0 +1,93 @@
+"""Sweeping a study: expand it, skip what is finished, run the rest on an executor, store each result.
+
+Resume is the default: a run whose verified record exists is never trained again, so a killed sweep loses at
+most the runs that were in flight, and running a finished sweep again trains nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from classaudit.config import Run, Study, expand
+from classaudit.errors import UsageError
+from classaudit.executors import Outcome, Task, threads_per_worker
+from classaudit.store import ResultsFolder
+
+
+@dataclass
+class SweepPlan:
+    runs: list[Run]
+    todo: list[Run]
+    corrupt: dict[str, str]
+    stale: list[str]
+
+
+@dataclass
+class SweepSummary:
+    total: int
+    skipped: int
+    trained: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    corrupt: dict[str, str] = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)
+
+
+def plan(study: Study, results: str | Path) -> SweepPlan:
+    """What a sweep would do, without writing anything."""
+    runs = expand(study)
+    folder = ResultsFolder(results)
+    good, bad = folder.verified_runs() if folder.path.is_dir() else ({}, {})
+    wanted = {r.run_id for r in runs}
+    return SweepPlan(runs, [r for r in runs if r.run_id not in good], bad, sorted(set(good) - wanted))
+
+
+def run_sweep(
+    study: Study,
+    results: str | Path,
+    executor,
+    *,
+    data_dir: str | None = None,
+    device: str | None = None,
+    workers: int = 1,
+    retries: int = 0,
+    confirm_large: bool = False,
+    on_start: Callable[[SweepPlan], None] | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> SweepSummary:
+    """Train every missing run of `study` into the folder `results`, holding its lock throughout."""
+    the_plan = plan(study, results)
+    if len(the_plan.runs) > study.max_runs and not confirm_large:
+        raise UsageError(f"{study.path}: the study expands to {len(the_plan.runs)} runs, more than study.max_runs "
+                         f"= {study.max_runs}; pass --yes to run them all, or raise study.max_runs")
+    folder = ResultsFolder(results)
+    summary = SweepSummary(len(the_plan.runs), len(the_plan.runs) - len(the_plan.todo),
+                           corrupt=the_plan.corrupt, stale=the_plan.stale)
+    with folder.lock():
+        folder.clean_temporaries()
+        folder.write_study(study.name, study.path, the_plan.runs)
+        if on_start is not None:
+            on_start(the_plan)
+        threads = threads_per_worker(workers) if executor.name in ("local", "inprocess") else None
+        pending = {r.run_id: r for r in the_plan.todo}
+        attempts = {rid: 0 for rid in pending}
+        while pending:
+            tasks = [Task(r.run_id, r.label, r.config, data_dir, device, threads) for r in pending.values()]
+            for outcome in executor.map(tasks):
+                rid = outcome.task.run_id
+                attempts[rid] += 1
+                if outcome.ok:
+                    folder.write_run(outcome.result, pending[rid].seed)
+                    summary.trained.append(rid)
+                    summary.failed.pop(rid, None)
+                    del pending[rid]
+                else:
+                    folder.write_failure(rid, outcome.task.label, outcome.error or "", outcome.traceback or "",
+                                         attempts[rid])
+                    summary.failed[rid] = outcome.error or ""
+                    if attempts[rid] > retries:
+                        del pending[rid]
+                if on_outcome is not None:
+                    on_outcome(outcome)
+    return summary
