@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -409,19 +409,22 @@ def _baseline(table: Any, path: str, problems: list[str]) -> dict[str, float]:
             problems.append(f"{where}: unknown regularizer{did_you_mean(reg, REGULARIZERS)}; allowed: "
                             + ", ".join(REGULARIZERS))
             continue
-        out[reg] = _strength(reg, value, where, problems)
+        strength = _strength(reg, value, where, problems)
+        if strength is not None:
+            out[reg] = strength
     return out
 
 
-def _strength(reg: str, value: Any, where: str, problems: list[str]) -> float:
+def _strength(reg: str, value: Any, where: str, problems: list[str]) -> float | None:
+    """The value as a float, or None (and a problem noted) when it is not an allowed strength."""
     spec = REGULARIZERS[reg]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         problems.append(f"{where}: value {_show(value)} has the wrong type; expected a number")
-        return spec.off
+        return None
     if not spec.allows(float(value)):
         problems.append(f"{where}: value {_show(value)} is out of range for {reg}; allowed: {spec.range_text} "
                         f"({spec.unit}; off = {spec.off:g})")
-        return spec.off
+        return None
     return float(value)
 
 
@@ -450,8 +453,9 @@ def _axes(table: Any, path: str, problems: list[str]) -> tuple[Axis, ...]:
         if axis["strengths"] is not None and not values:
             problems.append(f"{path}: field '{prefix}strengths': value [] is not allowed; expected a non-empty "
                             "list of numbers")
-        strengths = [_strength(reg, v, f"{path}: field '{prefix}strengths[{i}]'", problems)
-                     for i, v in enumerate(values)]
+        checked = [_strength(reg, v, f"{path}: field '{prefix}strengths[{i}]'", problems)
+                   for i, v in enumerate(values)]
+        strengths = [s for s in checked if s is not None]
         dupes = sorted({s for s in strengths if strengths.count(s) > 1})
         if dupes:
             problems.append(f"{path}: field '{prefix}strengths': value {dupes[0]:g} appears more than once; "

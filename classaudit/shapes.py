@@ -7,18 +7,20 @@ know in advance which regularizer should hurt it:
     red          colour    a large centred disc of saturated red (hue 0)      colour jitter (hue shift)
     yellow       colour    the same disc in yellow (hue 60 degrees)           colour jitter
     green        colour    the same disc in green (hue 120 degrees)           colour jitter
-    square       shape     a filled square, random place and grey-ish colour  aggressive crop
-    triangle     shape     a filled triangle, likewise                        aggressive crop
-    cross        shape     a filled plus sign, likewise                       aggressive crop
-    row          layout    two dots side by side, far apart                   aggressive crop (a crop shows one dot)
-    column       layout    two dots one above the other, far apart            aggressive crop
+    square       shape     a filled square, random place and grey-ish colour  crop (stretches by up to 4/3)
+    wide         shape     a rectangle 1.35 times as wide as high, likewise   crop
+    tall         shape     a rectangle 1.35 times as high as wide, likewise   crop
+    high         layout    a blob just above the centre line                   crop (moves things)
+    low          layout    the same blob just below the centre line            crop
     stripes      texture   horizontal stripes filling the image               neither
     checker      texture   a checkerboard filling the image                   neither
 
 Only the colour classes carry saturated colour; every other class is drawn in colours of low saturation and
 random hue, so hue is informative for the colour classes alone. Textures fill the image, so any crop still
-shows them, and a random hue cannot change them. Shapes, and the arrangement of the two dots, need the whole
-object in view: a small crop shows a corner, or one dot, which is the same for every class of the group.
+shows them, and a random hue cannot change them. The shape and layout classes sit close together along a
+geometric cue, as the colour classes do along hue: RandomResizedCrop stretches an image by up to 4/3 (aspect
+ratio 3/4..4/3), which turns a square into a rectangle, and re-frames it, which moves a blob up or down, so
+it blurs exactly the cue that tells those classes apart, as a strong hue shift does for the colour classes.
 
 Generation is vectorised numpy (no per-image loop), deterministic from `seed` and independent of torch.
 """
@@ -27,16 +29,17 @@ from __future__ import annotations
 
 import numpy as np
 
-CLASSES = ("red", "yellow", "green", "square", "triangle", "cross", "row", "column", "stripes", "checker")
+CLASSES = ("red", "yellow", "green", "square", "wide", "tall", "high", "low", "stripes", "checker")
 CUES = {
     "red": "colour", "yellow": "colour", "green": "colour",
-    "square": "shape", "triangle": "shape", "cross": "shape",
-    "row": "layout", "column": "layout",
+    "square": "shape", "wide": "shape", "tall": "shape",
+    "high": "layout", "low": "layout",
     "stripes": "texture", "checker": "texture",
 }
 # Which regularizer each cue is expected to be sensitive to (the known answer the tests check).
 SENSITIVE_TO = {"colour": ("color_jitter",), "shape": ("crop",), "layout": ("crop",), "texture": ()}
 _HUES = {"red": 0.0, "yellow": 1 / 6, "green": 2 / 6}
+_ASPECT = 1.35  # wide and tall rectangles: within the 4/3 stretch of a crop
 _NOISE = 0.05  # per-pixel Gaussian noise, so that no class is trivially separable by one pixel
 _SUPERSAMPLE = 2  # draw at 2x and average down: anti-aliased edges
 
@@ -81,27 +84,21 @@ def _draw(name: str, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
             cy, cx = 0.5 + rng.uniform(-0.08, 0.08, (2, n))[:, :, None, None]
             r = rng.uniform(0.33, 0.42, n)[:, None, None]
             mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
-        elif cue == "shape":
+        elif cue == "shape":  # a rectangle of a given aspect ratio, at a random place and size
             fg = _dull_colour(rng, n, 0.55, 1.0)
-            half = rng.uniform(0.12, 0.2, n)[:, None, None]
-            cy = rng.uniform(0.0, 1.0, n)[:, None, None] * (1 - 2 * half - 0.04) + half + 0.02
-            cx = rng.uniform(0.0, 1.0, n)[:, None, None] * (1 - 2 * half - 0.04) + half + 0.02
-            dy, dx = (yy - cy) / half, (xx - cx) / half  # object coordinates in [-1, 1]
-            if name == "square":
-                mask = (np.abs(dy) < 0.8) & (np.abs(dx) < 0.8)
-            elif name == "triangle":  # apex up, symmetric, so a horizontal flip keeps the class
-                mask = (dy < 0.8) & (dy > -1.0 + 2 * np.abs(dx))
-            else:
-                arm = 0.3
-                mask = ((np.abs(dy) < arm) & (np.abs(dx) < 1)) | ((np.abs(dx) < arm) & (np.abs(dy) < 1))
-        else:  # layout: two dots, far apart, in a row or in a column
+            aspect = {"square": 1.0, "wide": _ASPECT, "tall": 1 / _ASPECT}[name]
+            area = rng.uniform(0.09, 0.2, n)[:, None, None]
+            half_w, half_h = np.sqrt(area * aspect) / 2, np.sqrt(area / aspect) / 2
+            cy = rng.uniform(0.0, 1.0, n)[:, None, None] * (0.96 - 2 * half_h) + half_h + 0.02
+            cx = rng.uniform(0.0, 1.0, n)[:, None, None] * (0.96 - 2 * half_w) + half_w + 0.02
+            mask = (np.abs(yy - cy) < half_h) & (np.abs(xx - cx) < half_w)
+        else:  # layout: one blob just above or just below the centre line, anywhere across
             fg = _dull_colour(rng, n, 0.6, 1.0)
-            r = rng.uniform(0.08, 0.11, n)[:, None, None]
-            gap = rng.uniform(0.45, 0.6, n)[:, None, None]  # centre-to-centre distance
-            along = rng.uniform(0.0, 1.0, n)[:, None, None] * (0.9 - gap - 2 * r) + r + 0.05  # first dot
-            across = rng.uniform(0.0, 1.0, n)[:, None, None] * (0.9 - 2 * r) + r + 0.05
-            u, v = (xx, yy) if name == "row" else (yy, xx)  # u runs along the pair, v across it
-            mask = ((u - along) ** 2 + (v - across) ** 2 < r**2) | ((u - along - gap) ** 2 + (v - across) ** 2 < r**2)
+            r = rng.uniform(0.08, 0.12, n)[:, None, None]
+            cx = rng.uniform(0.0, 1.0, n)[:, None, None] * (0.9 - 2 * r) + r + 0.05
+            offset = rng.uniform(0.06, 0.14, n)[:, None, None]
+            cy = 0.5 - offset if name == "high" else 0.5 + offset
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
         img = _paint(mask, fg, bg)
     # Average-pool the supersampled image down to `size`.
     img = img.reshape(n, 3, size, _SUPERSAMPLE, size, _SUPERSAMPLE).mean(axis=(3, 5))

@@ -1,0 +1,160 @@
+"""Render: the structured report as the text of every file (index.html, the CSV tables, README.txt). Pure.
+
+One Jinja2 environment, autoescape on for everything it renders, so any string that came from data (class
+names come from folder names) is escaped on the page; the formatters are its filters. Figures are the only
+markup let through unescaped (`|safe` in the template, nowhere else), and they come from matplotlib's SVG
+writer, which escapes text itself.
+CSV files carry the numbers at 6 significant digits with "\\n" line ends, so equal results give equal bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from classaudit.report import formatters
+from classaudit.report.structure import Report
+
+FLOAT_FORMAT = "%.6g"
+TEMPLATES = Path(__file__).with_name("templates")
+
+# What each column of the CSV files means; README.txt is made from this. Tests check every column has an entry.
+COLUMNS = {
+    "regularizer": "the regularizer (the sweep axis)",
+    "strength": "its strength, in the regularizer's own unit",
+    "is_off": "True at the regularizer's off point",
+    "off_strength": "the strength that means off",
+    "chosen_strength": "s*, the strength with the best mean class accuracy on the selection split",
+    "select_accuracy": "mean class accuracy at s* on the selection split",
+    "accuracy": "mean class accuracy at s* on test",
+    "accuracy_off": "mean class accuracy at the off point on test",
+    "gain": "accuracy - accuracy_off",
+    "class_id": "the class's index",
+    "class_name": "the class's name",
+    "predicted_id": "index of the predicted class",
+    "predicted_name": "name of the predicted class",
+    "n_images": "images of the class in the split",
+    "n_seeds": "seeds (runs) averaged",
+    "n_seeds_off": "seeds at the off point",
+    "n_classes": "classes",
+    "mean": "accuracy, mean over seeds (overall: of the mean class accuracy)",
+    "mean_off": "the class's mean accuracy at the off point",
+    "std": "standard deviation over seeds (ddof=1)",
+    "sem": "standard error of the mean over seeds",
+    "ci_low": "lower end of the confidence interval",
+    "ci_high": "upper end of the confidence interval",
+    "sampling_floor": "sqrt(mean (1 - mean) / n_images): one run's test-set sampling error",
+    "group_min": "accuracy of the worst class (seed means)",
+    "group_max": "accuracy of the best class (seed means)",
+    "spread": "group_max - group_min",
+    "class_std": "standard deviation across classes (ddof=0)",
+    "worst_k_mean": "mean accuracy of the 3 worst classes",
+    "worst_class_id": "index of the worst class",
+    "worst_class_name": "name of the worst class",
+    "worst_class_delta": "change of the class with the largest drop",
+    "delta": "change against the off point (fractions: 0.01 = 1 point)",
+    "p_value": "p-value of the test named in test_used",
+    "q_value": "Benjamini-Hochberg q-value across the classes of one regularizer and strength",
+    "harmed": "q_value < alpha and -delta > min_effect",
+    "helped": "q_value < alpha and delta > min_effect",
+    "test_used": "paired, welch, permutation, mcnemar, fisher, identical (s = off) or none (too few seeds)",
+    "n_harmed": "classes harmed",
+    "n_helped": "classes helped",
+    "fraction_harmed": "n_harmed / n_classes",
+    "best_strength": "the class's own best strength (test accuracy)",
+    "best_accuracy": "the class's accuracy there",
+    "chosen_accuracy": "the class's accuracy at s*",
+    "regret": "best_accuracy - chosen_accuracy",
+    "rate_off": "fraction of the class's images predicted as predicted_id at the off point (seed mean)",
+    "rate": "the same fraction at the strength",
+    "rank": "1 = the class that absorbed most",
+    "share_of_loss": "delta over the class's accuracy loss",
+    "false_positives_off": "images of other classes predicted as the class at the off point (per run, seed mean)",
+    "false_positives": "the same at the strength",
+    "churn": "fraction of images whose prediction differs between two seeds (mean over seed pairs)",
+    "run_id": "the run's id (its folder under runs/)",
+    "label": "the run's settings",
+    "seed": "the run's seed",
+    "axes": "the regularizers whose sweep the run belongs to",
+    "test_accuracy": "mean class accuracy on test",
+    "val_accuracy": "mean class accuracy on the validation split",
+    "train_seconds": "training time in seconds",
+    "epochs": "epochs trained",
+    "final_train_loss": "training loss of the last epoch",
+    "device": "device trained on",
+    "torch": "torch version",
+    "torchvision": "torchvision version",
+    "classaudit": "classaudit version",
+    "state": "pending (not run yet), failed or damaged",
+    "problem": "the error, for a failed or damaged run",
+}
+
+FILES = {
+    "index.html": "the report (self-contained: open it in a browser)",
+    "chosen.csv": "choose_strength: the strength chosen per regularizer and its gain",
+    "overall.csv": "overall (test): mean, worst-class and spread of class accuracy per strength",
+    "overall_val.csv": "overall on the validation split (what chose the strength)",
+    "by_class.csv": "by_class (test): each class's accuracy per strength, mean and spread over seeds",
+    "difference.csv": "difference: each class's change against off at every strength, with test and q-value",
+    "harmed_fraction.csv": "harmed_fraction: classes harmed and helped per strength",
+    "regret.csv": "regret: each class's own best strength against the chosen one",
+    "confusion_shift.csv": "confusion_shift at the chosen strength: change of each confusion-matrix entry",
+    "absorbers.csv": "absorbers at the chosen strength: the classes that took most of each class's predictions",
+    "false_positive_shift.csv": "false_positive_shift at the chosen strength",
+    "churn.csv": "churn: disagreement between seeds per strength",
+    "churn_by_class.csv": "churn per class",
+    "runs.csv": "the finished runs",
+    "missing_runs.csv": "runs of the study without a result (pending, failed or damaged)",
+}
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The one environment. Built once, on first use: importing the package changes nothing."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    env.filters.update({
+        "pct": formatters.pct, "points": formatters.points, "signed_pct": formatters.signed_pct,
+        "interval": formatters.interval, "pvalue": formatters.pvalue, "strength": formatters.strength,
+        "seconds": formatters.seconds, "count": formatters.count, "number": formatters.number,
+        "text": formatters.text, "plural": formatters.plural, "cell": formatters.cell,
+    })
+    return env
+
+
+def render(report: Report) -> dict[str, str]:
+    """{file name: text} of every file of the report, README.txt last."""
+    files = {"index.html": environment().get_template("index.html.j2").render(report=report)}
+    for name, frame in report.tables.items():
+        files[name] = csv_text(frame)
+    files["README.txt"] = readme(report, list(files))
+    return files
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+    return buffer.getvalue()
+
+
+def readme(report: Report, names: list[str]) -> str:
+    """README.txt: what each file holds and what each column means. Plain text, no data strings in it."""
+    lines = ["classaudit report", "", "Files:", ""]
+    for name in [*names, "README.txt"]:
+        lines.append(f"{name}: {FILES.get(name, 'this file')}")
+        if name in report.tables:
+            for column in report.tables[name].columns:
+                lines.append(f"    {column}: {COLUMNS.get(column, '')}")
+        lines.append("")
+    lines += [
+        "Numbers are fractions (0.01 = 1 percentage point) written to 6 significant digits; an empty cell is a",
+        "value that does not exist (e.g. an interval with one seed). Class names are written as they are, quoted",
+        "by the CSV rules when they contain commas or quotes.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""Study validation (messages asserted exactly), run expansion and run ids."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+
+import pytest
+
+from classaudit.config import expand, load_study, parse_study, run_id
+from classaudit.errors import UsageError
+from tests.conftest import TINY_STUDY
+
+BASE = tomllib.loads(TINY_STUDY)
+
+
+def study_with(**changes):
+    """The tiny study with fields replaced: study_with(**{"train.epochs": 0})."""
+    raw = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        table = raw
+        for p in parents:
+            table = table.setdefault(p, {})
+        if value is _DELETE:
+            del table[last]
+        else:
+            table[last] = value
+    return raw
+
+
+_DELETE = object()
+
+
+def error_of(raw) -> str:
+    with pytest.raises(UsageError) as info:
+        parse_study(raw, "s.toml")
+    return str(info.value)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"train.epoch": 3},
+     "s.toml: field 'train.epoch': unknown key (did you mean \"epochs\"?); allowed: batch_size, "
+     "decay_norm_and_bias, epochs, eval_batch_size, finetune_epochs, flip, lr, momentum, nesterov, optimizer, "
+     "schedule, warmup_fraction"),
+    ({"dataset.name": "cifar11"},
+     "s.toml: field 'dataset.name': value \"cifar11\" is not a known dataset (did you mean \"cifar10\"?); allowed: "
+     "cifar10, cifar100, fashion_mnist, imagefolder, mnist, shapes, svhn"),
+    ({"sweep.crop.strengths": [1.0, -0.5]},
+     "s.toml: field 'sweep.crop.strengths[1]': value -0.5 is out of range for crop; allowed: 0 < s <= 1 (lower "
+     "scale bound s of RandomResizedCrop (area fraction kept; aspect 3/4..4/3); off = 1)"),
+    ({"sweep.crop.strengths": [1.0, 1.5]},
+     "s.toml: field 'sweep.crop.strengths[1]': value 1.5 is out of range for crop; allowed: 0 < s <= 1 (lower "
+     "scale bound s of RandomResizedCrop (area fraction kept; aspect 3/4..4/3); off = 1)"),
+    ({"sweep.crop.strengths": [float("nan")]},
+     "s.toml: field 'sweep.crop.strengths[0]': value nan is out of range for crop; allowed: 0 < s <= 1 (lower "
+     "scale bound s of RandomResizedCrop (area fraction kept; aspect 3/4..4/3); off = 1)"),
+    ({"sweep.cutmix.strengths": [float("inf")]},
+     "s.toml: field 'sweep.cutmix.strengths[0]': value inf is out of range for cutmix; allowed: 0 <= s <= 1 "
+     "(probability p that an image is mixed with a partner; box from lambda ~ Beta(1, 1); off = 0)"),
+    ({"sweep.crop.strengths": [0.5, 0.5]},
+     "s.toml: field 'sweep.crop.strengths': value 0.5 appears more than once; strengths must be distinct"),
+    ({"sweep.crop.strengths": []},
+     "s.toml: field 'sweep.crop.strengths': value [] is not allowed; expected a non-empty list of numbers"),
+    ({"sweep.crop.strengths": ["0.5"]},
+     "s.toml: field 'sweep.crop.strengths[0]': value \"0.5\" has the wrong type; expected a number"),
+    ({"train.epochs": "10"},
+     "s.toml: field 'train.epochs': value \"10\" has the wrong type; expected an integer >= 1"),
+    ({"train.epochs": 0},
+     "s.toml: field 'train.epochs': value 0 is not allowed; expected an integer >= 1"),
+    ({"train.lr": True},
+     "s.toml: field 'train.lr': value true has the wrong type; expected a number with 0 < x <= 100"),
+    ({"train.optimizer": "adam"},
+     "s.toml: field 'train.optimizer': value \"adam\" is not allowed; expected one of \"sgd\", \"adamw\""),
+    ({"model.name": "resnet5O"},
+     "s.toml: field 'model.name': value \"resnet50_\" is not a known model"),
+    ({"sweep.blur": {"strengths": [1.0]}},
+     "s.toml: field 'sweep.blur': value \"blur\" is not a known regularizer; allowed: crop, color_jitter, "
+     "random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set regularizer = \"...\" in the table to "
+     "name the axis freely)"),
+    ({"sweep.late": {"regularizer": "crpo", "strengths": [0.5]}},
+     "s.toml: field 'sweep.late.regularizer': value \"crpo\" is not a known regularizer (did you mean \"crop\"?); "
+     "allowed: crop, color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set "
+     "regularizer = \"...\" in the table to name the axis freely)"),
+    ({"sweep.crop.start_epoch": 1},
+     "s.toml: field 'sweep.crop.start_epoch': value 1 is not allowed; expected an epoch from 0 to 0 "
+     "(train.epochs + train.finetune_epochs - 1)"),
+    ({"study.seeds": [0, 0]},
+     "s.toml: field 'study.seeds': seed 0 appears more than once; seeds must be distinct"),
+    ({"study.seeds": []},
+     "s.toml: field 'study.seeds': value [] is not allowed; expected a non-empty list of distinct integers >= 0, "
+     "or a count n meaning 0..n-1"),
+    ({"study.name": "../evil"},
+     "s.toml: field 'study.name': value \"../evil\" is not allowed; expected 1-64 letters, digits, '_', '.', '-', "
+     "starting with a letter or digit"),
+    ({"study.name": _DELETE},
+     "s.toml: field 'study.name': missing; expected 1-64 letters, digits, '_', '.', '-', starting with a letter "
+     "or digit"),
+    ({"baseline.weight_decay": -1e-4},
+     "s.toml: field 'baseline.weight_decay': value -0.0001 is out of range for weight_decay; allowed: 0 <= s <= 1 "
+     "(coefficient; coupled (L2 in the gradient) for SGD, decoupled for AdamW; off = 0)"),
+    ({"dataset.options.n_train_per_clas": 5},
+     "s.toml: field 'dataset.options.n_train_per_clas': unknown key (did you mean \"n_train_per_class\"?); "
+     "allowed: n_test_per_class, n_train_per_class, seed, size"),
+    ({"dataset.options": {"size": 8}},
+     "s.toml: field 'dataset.options.size': value 8 is not allowed; expected an integer from 16 to 128"),
+    ({"study.design": "grid"},
+     "s.toml: field 'study.design': value \"grid\" is not allowed; expected one of \"one_at_a_time\", \"factorial\""),
+    ({"dataset.val_fraction": 1.5},
+     "s.toml: field 'dataset.val_fraction': value 1.5 is not allowed; expected a number with 0 <= x <= 0.9"),
+])
+def test_bad_field_gives_one_exact_message(changes, message):
+    got = error_of(study_with(**changes))
+    if message.endswith("is not a known model"):  # the rest lists torchvision's names
+        assert got.startswith("s.toml: field 'model.name': value \"resnet5O\" is not a known model (did you mean")
+    else:
+        assert got == message
+
+
+def test_all_problems_are_reported_at_once():
+    got = error_of(study_with(**{"train.epochs": 0, "train.lr": -1, "sweep.crop.strengths": [2.0]}))
+    assert len(got.splitlines()) == 3
+
+
+def test_missing_sweep_and_unknown_top_level():
+    raw = study_with(**{"sweep": _DELETE, "sweeps": {}})
+    got = error_of(raw).splitlines()
+    assert got[0] == ("s.toml: field 'sweeps': unknown key (did you mean \"sweep\"?); allowed: baseline, dataset, "
+                      "model, study, sweep, train")
+    assert "s.toml: field 'sweep': missing; add a [sweep] table" in got
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(UsageError, match="no such study file"):
+        load_study(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[study\nname='x'")
+    with pytest.raises(UsageError, match=r"bad.toml: not valid TOML"):
+        load_study(bad)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b"[study]\nname = '\xe9'\n")
+    with pytest.raises(UsageError, match="not UTF-8 text"):
+        load_study(latin)
+    with pytest.raises(UsageError, match="is a folder"):
+        load_study(tmp_path)
+
+
+def test_expansion_one_at_a_time_shares_the_off_run():
+    study = parse_study(BASE)
+    runs = expand(study)
+    # Per seed: one shared off run + crop 0.5 + cutmix 0.5 = 3 runs; two seeds.
+    assert len(runs) == 6
+    off = [r for r in runs if not r.config["regularizers"]]
+    assert len(off) == 2
+    assert {(p.axis, p.strength, p.is_off) for p in off[0].points} == {("crop", 1.0, True), ("cutmix", 0.0, True)}
+    assert len({r.run_id for r in runs}) == 6
+
+
+def test_off_value_is_always_part_of_the_grid():
+    study = parse_study(study_with(**{"sweep.crop.strengths": [0.5, 0.08]}))
+    assert study.axes[0].strengths == (1.0, 0.5, 0.08)
+
+
+def test_factorial_grid():
+    study = parse_study(study_with(**{"study.design": "factorial"}))
+    runs = expand(study)
+    assert len(runs) == 2 * 2 * 2
+    both_on = [r for r in runs if len(r.config["regularizers"]) == 2]
+    assert len(both_on) == 2 and all(r.points == () for r in both_on)
+
+
+def test_run_id_changes_with_config_and_not_with_key_order():
+    study = parse_study(BASE)
+    run = expand(study)[0]
+    same = dict(reversed(list(run.config.items())))
+    assert run_id(same) == run.run_id
+    longer = parse_study(BASE).with_overrides(epochs=2)
+    assert {r.run_id for r in expand(longer)}.isdisjoint({r.run_id for r in expand(study)})
+
+
+def test_start_epoch_axis_is_a_different_run():
+    raw = study_with(**{"train.epochs": 3, "sweep.crop_late": {"regularizer": "crop", "strengths": [0.5],
+                                                              "start_epoch": 2}})
+    runs = expand(parse_study(raw))
+    late = [r for r in runs if r.config["regularizers"].get("crop", {}).get("start_epoch") == 2]
+    assert len(late) == 2 and late[0].points[0].axis == "crop_late"
+
+
+def test_study_is_frozen():
+    study = parse_study(BASE)
+    with pytest.raises(TypeError):
+        study.train["epochs"] = 5  # type: ignore[index]
+
+
+def test_demo_study_is_valid():
+    from tests.conftest import ROOT
+
+    study = load_study(ROOT / "studies" / "demo.toml")
+    assert study.dataset["name"] == "shapes"
