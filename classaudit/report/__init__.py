@@ -14,10 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from classaudit.report.compute import compute, load
-from classaudit.report.render import render
-from classaudit.report.structure import Report, build
-from classaudit.report.write import write
+from classaudit.report import compute, render, structure, write
+from classaudit.report.structure import Report
 
 __all__ = ["Report", "build_report", "render_report", "write_report"]
 
@@ -37,13 +35,14 @@ def build_report(results: Any, *, alpha: float = 0.05, min_effect: float = 0.0, 
     title : str, optional
         The page title; default "classaudit report: <study>".
     """
-    return build(compute(load(results), alpha=alpha, min_effect=min_effect), title=title)
+    computed = compute.compute(compute.load(results), alpha=alpha, min_effect=min_effect)
+    return structure.build(computed, title=title)
 
 
 def render_report(results: Any, *, alpha: float = 0.05, min_effect: float = 0.0,
                   title: str | None = None) -> dict[str, str]:
     """{file name: text} of every file `write_report` would write, without writing."""
-    return render(build_report(results, alpha=alpha, min_effect=min_effect, title=title))
+    return render.render(build_report(results, alpha=alpha, min_effect=min_effect, title=title))
 
 
 def write_report(results: Any, out: str | Path, *, alpha: float = 0.05, min_effect: float = 0.0,
@@ -59,4 +58,4 @@ def write_report(results: Any, out: str | Path, *, alpha: float = 0.05, min_effe
     >>> ca.write_report("results/demo", "reports/demo")      # doctest: +SKIP
     PosixPath('reports/demo')
     """
-    return write(render_report(results, alpha=alpha, min_effect=min_effect, title=title), out)
+    return write.write(render_report(results, alpha=alpha, min_effect=min_effect, title=title), out)

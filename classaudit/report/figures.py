@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 import matplotlib
 import matplotlib.image
+import matplotlib.patches
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ HARMED = "#c0392b"
 HELPED = "#2c7fb8"
 NEUTRAL = "#8c8c8c"
 LINE = "#34495e"
+CHOSEN = "#e67e22"
 PANEL_COLUMNS = 4
 MAX_LABEL = 28  # characters of a class name shown in a panel title or tick label
 
@@ -123,7 +125,7 @@ def accuracy_panels(by_class: pd.DataFrame, order: Sequence[float], chosen: floa
             if len(off_mean):
                 ax.axhline(float(off_mean.iloc[0]), color=NEUTRAL, linestyle="--", linewidth=0.8)
             if chosen_at > 0:
-                ax.axvline(chosen_at, color=NEUTRAL, linestyle=":", linewidth=1.0)
+                ax.axvline(chosen_at, color=CHOSEN, linestyle=":", linewidth=1.6)
             label = _short(str(data["class_name"].iloc[0])) + ("  (harmed)" if k in harmed else "")
             ax.set_title(label, color=colour, loc="left")
             ax.set_xlabel("")
@@ -132,7 +134,7 @@ def accuracy_panels(by_class: pd.DataFrame, order: Sequence[float], chosen: floa
             ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
         for ax in axes[len(classes):]:
             ax.set_visible(False)
-        fig.supxlabel("strength (off \u2192 strongest); dotted: the chosen strength", fontsize=8)
+        fig.supxlabel("strength (off \u2192 strongest); orange dotted line: the chosen strength", fontsize=8)
         fig.supylabel("test accuracy (mean over seeds)", fontsize=8)
         return _svg(fig, name)
 
@@ -156,8 +158,8 @@ def change_heatmap(difference: pd.DataFrame, orders: dict[str, list[float]], cla
     widths = [0.55 * (len(orders[r]) - 1) + 0.4 for r in regularizers]
     height = max(2.2, 0.17 * k + 1.1)
     with _figure(sum(widths) + 2.6 + 0.9, height, name) as fig:
-        axes = fig.subplots(1, len(regularizers), squeeze=False, sharey=True,
-                            gridspec_kw={"width_ratios": widths})[0]
+        # Not sharey: hiding the tick labels of a later panel would hide them on the first one too.
+        axes = fig.subplots(1, len(regularizers), squeeze=False, gridspec_kw={"width_ratios": widths})[0]
         for i, (ax, r) in enumerate(zip(axes, regularizers)):
             rows = difference[difference["regularizer"] == r]
             strengths = orders[r][1:]
@@ -167,16 +169,16 @@ def change_heatmap(difference: pd.DataFrame, orders: dict[str, list[float]], cla
                 col = _position(strengths, row.strength)
                 grid.loc[row.class_id, col] = row.delta * 100
                 if row.harmed:
-                    marks.append((col + 0.5, ids.index(row.class_id) + 0.5))
+                    marks.append((col, ids.index(row.class_id)))
             sns.heatmap(grid, ax=ax, cmap="RdBu", center=0, vmin=-limit, vmax=limit, linewidths=0.4,
                         linecolor="white", cbar=i == len(regularizers) - 1,
                         cbar_kws={"label": "change against off (points)", "shrink": min(1.0, 12 / max(k, 1))},
-                        annot=annotate, fmt=".0f", annot_kws={"fontsize": 6.5},
+                        annot=annotate, fmt=".0f", annot_kws={"fontsize": 7.5},
                         yticklabels=[_short(class_names[c]) for c in ids] if i == 0 else False,
                         xticklabels=[fmt.strength(s) for s in strengths])
-            if marks:
-                xs, ys = zip(*marks)
-                ax.scatter(xs, ys, s=46, facecolors="none", edgecolors="black", linewidths=0.9, marker="s")
+            for x, y in marks:
+                ax.add_patch(matplotlib.patches.Rectangle((x + 0.04, y + 0.04), 0.92, 0.92, fill=False,
+                                                          edgecolor="black", linewidth=1.3))
             ax.set_title(r, loc="left")
             ax.set_xlabel("strength")
             ax.set_ylabel("")
@@ -230,13 +232,13 @@ def tradeoff(overall: pd.DataFrame, orders: dict[str, list[float]], chosen: dict
                          color=palette[r], marker="o", markersize=5, label=r)
             for row in rows.itertuples(index=False):
                 label = fmt.strength(row.strength) + (" off" if row.position == 0 else "")
-                ax.annotate(label, (row.mean, row.group_min), textcoords="offset points", xytext=(4, 3),
-                            fontsize=6.5, color=palette[r])
+                ax.annotate(label, (row.mean, row.group_min), textcoords="offset points", xytext=(5, 4),
+                            fontsize=7.5, color=palette[r])
             pick = rows[np.isclose(rows["strength"], chosen[r], rtol=1e-9, atol=0)]
             ax.scatter(pick["mean"], pick["group_min"], marker="*", s=160, color=palette[r], edgecolors="black",
                        linewidths=0.6, zorder=5)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
-        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         ax.set_xlabel("mean class accuracy (test)")
         ax.set_ylabel("worst-class accuracy (test)")
         ax.legend(title=None, loc="best", frameon=True)

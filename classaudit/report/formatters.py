@@ -44,6 +44,13 @@ def points(value: object, digits: int = 1) -> str:
     return f"{_signed(float(value) * 100, digits)} pts"
 
 
+def pts(value: object, digits: int = 1) -> str:
+    """A size (spread, standard deviation) in percentage points, unsigned: 0.029 -> "2.9 pts"."""
+    if _missing(value):
+        return DASH
+    return f"{float(value) * 100:.{digits}f} pts"
+
+
 def signed_pct(value: object, digits: int = 1) -> str:
     """A signed change shown as a bare percentage number, for tight table cells: -0.125 -> "−12.5"."""
     if _missing(value):
@@ -119,7 +126,7 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 
 # Name -> formatter, for table columns that say how their cells are shown.
 BY_NAME = {
-    "pct": pct, "points": points, "signed_pct": signed_pct, "pvalue": pvalue, "strength": strength,
+    "pct": pct, "points": points, "pts": pts, "signed_pct": signed_pct, "pvalue": pvalue, "strength": strength,
     "seconds": seconds, "count": count, "number": number, "text": text,
 }
 

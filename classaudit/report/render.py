@@ -119,7 +119,7 @@ def environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters.update({
-        "pct": formatters.pct, "points": formatters.points, "signed_pct": formatters.signed_pct,
+        "pct": formatters.pct, "points": formatters.points, "pts": formatters.pts, "signed_pct": formatters.signed_pct,
         "interval": formatters.interval, "pvalue": formatters.pvalue, "strength": formatters.strength,
         "seconds": formatters.seconds, "count": formatters.count, "number": formatters.number,
         "text": formatters.text, "plural": formatters.plural, "cell": formatters.cell,

@@ -322,7 +322,7 @@ def _regret_table(c: Computed) -> Table:
                   -row.regret) for row in g.itertuples(index=False)]
     return Table(columns=(Column("regularizer"), Column("class"), Column("its best strength", "strength"),
                           Column("accuracy there", "pct"), Column("chosen strength", "strength"),
-                          Column("accuracy at chosen", "pct"), Column("regret", "points")), rows=tuple(rows))
+                          Column("accuracy at chosen", "pct"), Column("given up", "points")), rows=tuple(rows))
 
 
 def _tradeoff_table(c: Computed) -> Table:
@@ -335,9 +335,9 @@ def _tradeoff_table(c: Computed) -> Table:
                          c.class_names.get(int(row["worst_class_id"]), ""), row["group_min"], row["worst_k_mean"],
                          row["spread"]))
     return Table(columns=(Column("regularizer"), Column("strength", "strength"), Column(""), Column("seeds", "count"),
-                          Column("mean accuracy", "pct"), Column("seed std", "pct"), Column("worst class"),
+                          Column("mean accuracy", "pct"), Column("seed std", "pts"), Column("worst class"),
                           Column("its accuracy", "pct"), Column("worst 3 mean", "pct"),
-                          Column("best \u2212 worst", "points")), rows=tuple(rows))
+                          Column("best \u2212 worst", "pts")), rows=tuple(rows))
 
 
 def _details(c: Computed, at_chosen: pd.DataFrame) -> tuple[tuple[HarmedDetail, ...], int]:

@@ -1,0 +1,173 @@
+"""End to end through the CLI: a one-epoch sweep, resume, load_results, status, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from classaudit.cli import cli
+from classaudit.store import ResultsFolder, load_predictions, load_results
+
+
+def sweep(runner, study, results, *extra):
+    return runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--executor", "inprocess",
+                               "--no-progress", *extra])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One finished tiny sweep, shared by the read-only tests below."""
+    from click.testing import CliRunner
+
+    from tests.conftest import TINY_STUDY
+
+    tmp = tmp_path_factory.mktemp("sweep")
+    study = tmp / "tiny.toml"
+    study.write_text(TINY_STUDY)
+    result = sweep(CliRunner(), study, tmp / "results")
+    assert result.exit_code == 0, result.output
+    return study, tmp / "results", result.output
+
+
+def test_sweep_trains_every_run_and_prints_a_table(finished):
+    _, results, output = finished
+    assert "trained 6 run(s)" in output
+    assert "Test accuracy per class" in output and "square" in output
+    assert len(ResultsFolder(results).run_ids()) == 6
+
+
+def test_load_results_rows_match_stored_predictions(finished):
+    _, results, _ = finished
+    frame = load_results(results)
+    # 6 runs; the off run of each seed sits on both axes: (2 seeds x (2 axes x 2 strengths)) points x 2 splits
+    # x 10 classes.
+    assert len(frame) == 2 * 4 * 2 * 10
+    assert list(frame.columns) == ["study", "run_id", "regularizer", "strength", "is_off", "seed", "split",
+                                   "class_id", "class_name", "n", "correct", "accuracy"]
+    preds = load_predictions(results)
+    recomputed = (preds.assign(hit=preds["label"] == preds["pred"])
+                  .groupby(["run_id", "regularizer", "strength", "split", "label"])["hit"].agg(["sum", "size"])
+                  .reset_index())
+    merged = frame.merge(recomputed, left_on=["run_id", "regularizer", "strength", "split", "class_id"],
+                         right_on=["run_id", "regularizer", "strength", "split", "label"])
+    assert len(merged) == len(frame)
+    assert (merged["sum"] == merged["correct"]).all() and (merged["size"] == merged["n"]).all()
+    assert np.allclose(merged["accuracy"], merged["sum"] / merged["size"])
+    off = frame[frame["is_off"]]
+    assert set(zip(off["regularizer"], off["strength"])) == {("crop", 1.0), ("cutmix", 0.0)}
+
+
+def test_rerun_trains_nothing(finished, runner):
+    study, results, _ = finished
+    again = sweep(runner, study, results)
+    assert again.exit_code == 0
+    assert "all 6 runs are finished" in again.output and "nothing to train" in again.output
+
+
+def test_status(finished, runner):
+    _, results, _ = finished
+    out = runner.invoke(cli, ["status", str(results)])
+    assert out.exit_code == 0 and out.output.startswith("tiny: 6/6 done, 0 pending (0 failed), 0 damaged, 0 stale")
+
+
+def test_resume_after_interruption_equals_uninterrupted(finished, runner, tmp_path):
+    study, full, _ = finished
+    partial = tmp_path / "partial"
+    shutil.copytree(full, partial)
+    folder = ResultsFolder(partial)
+    removed = folder.run_ids()[:3]
+    for rid in removed:  # as if the sweep had been killed before these finished
+        shutil.rmtree(folder.runs_dir / rid)
+    (folder.runs_dir / ".tmp-deadbeef-1").mkdir()  # a half-written run left by the kill
+    out = sweep(runner, study, partial)
+    assert out.exit_code == 0, out.output
+    assert "trained 3 run(s)" in out.output and "3 already finished" in out.output
+    assert not (folder.runs_dir / ".tmp-deadbeef-1").exists()
+    pd.testing.assert_frame_equal(load_results(partial), load_results(full))
+
+
+def test_same_run_same_result(finished, tmp_path, runner):
+    """Training is seeded: the same study trained again gives identical predictions."""
+    study, full, _ = finished
+    other = tmp_path / "again"
+    out = sweep(runner, study, other)
+    assert out.exit_code == 0
+    pd.testing.assert_frame_equal(load_predictions(other), load_predictions(full))
+
+
+def test_damaged_record_is_detected_and_retrained(finished, runner, tmp_path):
+    study, full, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(full, copy)
+    rid = ResultsFolder(copy).run_ids()[0]
+    record = copy / "runs" / rid / "record.json"
+    body = json.loads(record.read_text())
+    body["counts"]["test"]["correct"][0] += 1  # altered by hand
+    record.write_text(json.dumps(body))
+    status = runner.invoke(cli, ["status", str(copy)])
+    assert f"damaged  {rid}" in status.output and "checksum mismatch" in status.output
+    assert rid not in set(load_results(copy)["run_id"])
+    out = sweep(runner, study, copy)
+    assert "trained 1 run(s)" in out.output
+    pd.testing.assert_frame_equal(load_results(copy), load_results(full))
+
+
+def test_dry_run_writes_nothing(tiny_study, runner, tmp_path):
+    out = runner.invoke(cli, ["sweep", str(tiny_study), "--results", str(tmp_path / "r"), "--dry-run"])
+    assert out.exit_code == 0 and "6 runs, 6 to train" in out.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[study]\nname = 'x'\nseeds = 1\nbogus = 1\n[dataset]\nname='shapes'\n[model]\nname='smallcnn'\n"
+     "[sweep.crop]\nstrengths=[0.5]\n",
+     "field 'study.bogus': unknown key"),
+    ("[study]\nname = 'x'\nseeds = 1\n[dataset]\nname='shapez'\n[model]\nname='smallcnn'\n"
+     "[sweep.crop]\nstrengths=[0.5]\n",
+     "field 'dataset.name': value \"shapez\" is not a known dataset (did you mean \"shapes\"?)"),
+    ("[study]\nname = 'x'\nseeds = 1\n[dataset]\nname='shapes'\n[model]\nname='smallcnn'\n"
+     "[sweep.crop]\nstrengths=[-1]\n",
+     "field 'sweep.crop.strengths[0]': value -1 is out of range for crop"),
+])
+def test_bad_study_exits_2_with_one_message_and_writes_nothing(tmp_path, runner, content, message):
+    study = tmp_path / "bad.toml"
+    study.write_text(content)
+    out = runner.invoke(cli, ["sweep", str(study), "--results", str(tmp_path / "r")])
+    assert out.exit_code == 2
+    assert message in out.output and "Traceback" not in out.output
+    assert out.output.startswith("Error: ") and out.output.count("Error:") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_study_file(runner, tmp_path):
+    out = runner.invoke(cli, ["sweep", str(tmp_path / "nope.toml")])
+    assert out.exit_code == 2 and f"Error: {tmp_path / 'nope.toml'}: no such study file" in out.output
+
+
+def test_results_folder_that_is_a_file(tiny_study, runner, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    out = runner.invoke(cli, ["sweep", str(tiny_study), "--results", str(f)])
+    assert out.exit_code == 2 and "results folder is a file" in out.output
+
+
+def test_second_sweep_into_a_locked_folder_is_refused(tiny_study, runner, tmp_path):
+    results = tmp_path / "r"
+    with ResultsFolder(results).lock():
+        out = sweep(runner, tiny_study, results)
+    assert out.exit_code == 2
+    assert "another sweep is writing to this results folder (pid" in out.output
+
+
+def test_listings(runner):
+    out = runner.invoke(cli, ["regularizers"])
+    assert out.exit_code == 0 and "crop" in out.output and "off = 1" in out.output
+    assert "shapes" in runner.invoke(cli, ["datasets"]).output
+    assert "smallcnn" in runner.invoke(cli, ["models"]).output
+    for command in ("sweep", "status", "regularizers"):
+        assert runner.invoke(cli, [command, "--help"]).exit_code == 0
+    assert "Examples:" in runner.invoke(cli, ["sweep", "--help"]).output
