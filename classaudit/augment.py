@@ -117,13 +117,24 @@ def _saturation(x, f):
 
 
 def _hue(x, shift):
+    """Rotate hue by `shift` turns, keeping HSV saturation and value exactly.
+
+    rgb_to_hsv followed by hsv_to_rgb, fused: value (max) and chroma (max - min) are kept, only the position
+    on the colour circle moves, and no saturation is computed (hsv_to_rgb needs only value * saturation =
+    chroma). About half the tensor operations of the two-step version."""
     if x.shape[1] == 1:
         return x
-    hsv = rgb_to_hsv(x)
-    hsv = torch.cat([((hsv[:, :1] + shift) % 1.0), hsv[:, 1:]], 1)
-    return hsv_to_rgb(hsv)
+    r, g, b = x.unbind(1)
+    value, argmax = x.max(1)
+    chroma = value - x.min(1).values
+    inv = 1.0 / chroma.clamp_min(1e-12)
+    sixths = torch.where(argmax == 0, (g - b) * inv, torch.where(argmax == 1, (b - r) * inv + 2, (r - g) * inv + 4))
+    sixths = (sixths + 6 * shift.view(-1, 1, 1)).remainder(6)
+    k = (_HUE_OFFSETS.to(x.device, x.dtype) + sixths.unsqueeze(1)).remainder(6)
+    return value.unsqueeze(1) - chroma.unsqueeze(1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 
+_HUE_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1)
 _JITTER_OPS = (_brightness, _contrast, _saturation, _hue)
 
 
