@@ -8,8 +8,8 @@ know in advance which regularizer should hurt it:
     yellow       colour    the same disc in yellow (hue 60 degrees)           colour jitter
     green        colour    the same disc in green (hue 120 degrees)           colour jitter
     square       shape     a filled square, random place and grey-ish colour  crop (stretches by up to 4/3)
-    wide         shape     a rectangle 1.35 times as wide as high, likewise   crop
-    tall         shape     a rectangle 1.35 times as high as wide, likewise   crop
+    wide         shape     a rectangle 1.25 times as wide as high, likewise   crop
+    tall         shape     a rectangle 1.25 times as high as wide, likewise   crop
     high         layout    a blob just above the centre line                   crop (moves things)
     low          layout    the same blob just below the centre line            crop
     stripes      texture   horizontal stripes filling the image               neither
@@ -39,7 +39,7 @@ CUES = {
 # Which regularizer each cue is expected to be sensitive to (the known answer the tests check).
 SENSITIVE_TO = {"colour": ("color_jitter",), "shape": ("crop",), "layout": ("crop",), "texture": ()}
 _HUES = {"red": 0.0, "yellow": 1 / 6, "green": 2 / 6}
-_ASPECT = 1.35  # wide and tall rectangles: within the 4/3 stretch of a crop
+_ASPECT = 1.25  # wide and tall rectangles: well within the 4/3 stretch of a crop
 _NOISE = 0.05  # per-pixel Gaussian noise, so that no class is trivially separable by one pixel
 _SUPERSAMPLE = 2  # draw at 2x and average down: anti-aliased edges
 
@@ -96,7 +96,7 @@ def _draw(name: str, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
             fg = _dull_colour(rng, n, 0.6, 1.0)
             r = rng.uniform(0.08, 0.12, n)[:, None, None]
             cx = rng.uniform(0.0, 1.0, n)[:, None, None] * (0.9 - 2 * r) + r + 0.05
-            offset = rng.uniform(0.06, 0.14, n)[:, None, None]
+            offset = rng.uniform(0.04, 0.12, n)[:, None, None]
             cy = 0.5 - offset if name == "high" else 0.5 + offset
             mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
         img = _paint(mask, fg, bg)

@@ -58,4 +58,5 @@ def write_report(results: Any, out: str | Path, *, alpha: float = 0.05, min_effe
     >>> ca.write_report("results/demo", "reports/demo")      # doctest: +SKIP
     PosixPath('reports/demo')
     """
-    return write.write(render_report(results, alpha=alpha, min_effect=min_effect, title=title), out)
+    files = render_report(results, alpha=alpha, min_effect=min_effect, title=title)
+    return write.write(files, out, replaces=render.FILES)

@@ -21,6 +21,8 @@ from classaudit.errors import UsageError
 
 # Rows of the "where did the predictions go" section: absorbers kept per harmed class.
 TOP_ABSORBERS = 3
+# The columns of the predictions frame the analysis reads.
+PREDICTION_COLUMNS = ("regularizer", "strength", "is_off", "seed", "split", "index", "label", "pred")
 
 BAD_INPUT = ("results must be a results folder (str or Path) or a tuple (results, predictions) from "
              "classaudit.analysis.from_predictions(..., return_predictions=True); got {kind}")
@@ -132,15 +134,21 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
     shifts, absorbed, false_pos = [], [], []
     churn = churn_by_class = None
     if predictions is not None:
+        # Each call below filters the whole frame by split and regularizer again; handing it the test rows of
+        # one regularizer, with only the columns it reads, gives the same tables at a fraction of the cost
+        # (100 runs x 100 classes: 1.2 million rows, seconds per call otherwise).
+        test = predictions.loc[predictions["split"] == "test", list(PREDICTION_COLUMNS)]
+        per_regularizer = dict(tuple(test.groupby("regularizer", sort=False)))
         for r in regularizers:
             s = at_chosen[r]
-            if np.isclose(s, off[r], rtol=1e-9, atol=0):
+            if np.isclose(s, off[r], rtol=1e-9, atol=0) or r not in per_regularizer:
                 continue
-            shifts.append(analysis.confusion_shift(predictions, regularizer=r, strength=s))
-            absorbed.append(analysis.absorbers(predictions, regularizer=r, strength=s, top=TOP_ABSORBERS))
-            false_pos.append(analysis.false_positive_shift(predictions, regularizer=r, strength=s))
-        churn = analysis.churn(predictions)
-        churn_by_class = analysis.churn(predictions, per_class=True)
+            axis = per_regularizer[r]
+            shifts.append(analysis.confusion_shift(axis, regularizer=r, strength=s))
+            absorbed.append(analysis.absorbers(axis, regularizer=r, strength=s, top=TOP_ABSORBERS))
+            false_pos.append(analysis.false_positive_shift(axis, regularizer=r, strength=s))
+        churn = analysis.churn(test)
+        churn_by_class = analysis.churn(test, per_class=True)
     else:
         notes.append("No predictions were given, so where a harmed class's predictions went and the seed churn "
                      "are not shown.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -55,11 +56,31 @@ _THEME = {
 
 
 @contextmanager
-def _figure(width: float, height: float, name: str) -> Iterator[Figure]:
+def _figure(width: float, height: float, name: str, constrained: bool = True) -> Iterator[Figure]:
+    """A figure under the report's theme. The large figures (100 classes) pass constrained=False and set their
+    margins in inches: constrained layout measures every tick label over several draws, which cost most of
+    their time."""
     with matplotlib.rc_context(_THEME | {"svg.id": name}):
-        fig = Figure(figsize=(width, height), layout="constrained")
+        fig = Figure(figsize=(width, height), layout="constrained" if constrained else None)
         FigureCanvasAgg(fig)
         yield fig
+
+
+def _margins(fig: Figure, *, left: float, right: float, top: float, bottom: float, wspace: float = 0.0,
+             hspace: float = 0.0) -> None:
+    """Margins in inches; wspace/hspace in inches between panels (matplotlib wants fractions of a panel)."""
+    width, height = fig.get_size_inches()
+    columns, rows = fig.axes[0].get_subplotspec().get_gridspec().get_geometry()[::-1] if fig.axes else (1, 1)
+    panel_w = (width - left - right - wspace * (columns - 1)) / columns
+    panel_h = (height - top - bottom - hspace * (rows - 1)) / rows
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
+                        wspace=wspace / panel_w, hspace=hspace / panel_h)
+
+
+def _label_width(labels: Sequence[str], fontsize: float) -> float:
+    """Inches the longest label needs, at about 0.6 em per character."""
+    longest = max((len(label) for label in labels), default=1)
+    return longest * fontsize * 0.6 / 72
 
 
 def _svg(fig: Figure, name: str) -> str:
@@ -111,8 +132,13 @@ def accuracy_panels(by_class: pd.DataFrame, order: Sequence[float], chosen: floa
     rows["position"] = [_position(order, s) for s in rows["strength"]]
     ncols = min(PANEL_COLUMNS, len(classes))
     nrows = -(-len(classes) // ncols)
-    with _figure(2.45 * ncols + 0.3, 1.85 * nrows + 0.35, name) as fig:
+    panel_w, panel_h, gap_w, gap_h = 2.2, 1.35, 0.25, 0.5
+    left, right, top, bottom = 0.85, 0.15, 0.3, 0.6
+    width = left + right + ncols * panel_w + (ncols - 1) * gap_w
+    height = top + bottom + nrows * panel_h + (nrows - 1) * gap_h
+    with _figure(width, height, name, constrained=False) as fig:
         axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)).ravel()
+        _margins(fig, left=left, right=right, top=top, bottom=bottom, wspace=gap_w, hspace=gap_h)
         chosen_at = _position(order, chosen)
         for ax, k in zip(axes, classes):
             data = rows[rows["class_id"] == k].sort_values("position")
@@ -134,8 +160,12 @@ def accuracy_panels(by_class: pd.DataFrame, order: Sequence[float], chosen: floa
             ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
         for ax in axes[len(classes):]:
             ax.set_visible(False)
-        fig.supxlabel("strength (off \u2192 strongest); orange dotted line: the chosen strength", fontsize=8)
-        fig.supylabel("test accuracy (mean over seeds)", fontsize=8)
+        for ax in axes[max(0, len(classes) - ncols):len(classes)]:
+            ax.xaxis.set_tick_params(labelbottom=True)  # the last panel of each column shows the strengths
+        fig.text(0.5, 0.08 / height, "strength (off \u2192 strongest); orange dotted line: the chosen strength",
+                 ha="center", va="bottom", fontsize=8)
+        fig.text(0.1 / width, 0.5, "test accuracy (mean over seeds)", rotation=90, ha="left", va="center",
+                 fontsize=8)
         return _svg(fig, name)
 
 
@@ -155,11 +185,20 @@ def change_heatmap(difference: pd.DataFrame, orders: dict[str, list[float]], cla
     limit = float(np.nanmax(np.abs(difference["delta"]))) * 100 if len(difference) else 1.0
     limit = max(limit, 1.0)
     annotate = k <= 25
-    widths = [0.55 * (len(orders[r]) - 1) + 0.4 for r in regularizers]
-    height = max(2.2, 0.17 * k + 1.1)
-    with _figure(sum(widths) + 2.6 + 0.9, height, name) as fig:
-        # Not sharey: hiding the tick labels of a later panel would hide them on the first one too.
+    cell_w, cell_h = 0.55, 0.17
+    widths = [cell_w * (len(orders[r]) - 1) for r in regularizers]
+    labels = [_short(class_names[c]) for c in ids]
+    tick_size = 6.5 if k > 40 else 7.5
+    left, gap, bar = _label_width(labels, tick_size) + 0.2, 0.25, 1.0
+    top, bottom = (0.75 if k > 25 else 0.35), 0.55
+    height = cell_h * max(k, 6) + top + bottom
+    width = left + sum(widths) + gap * (len(widths) - 1) + bar
+    with _figure(width, height, name, constrained=False) as fig:
         axes = fig.subplots(1, len(regularizers), squeeze=False, gridspec_kw={"width_ratios": widths})[0]
+        _margins(fig, left=left, right=bar, top=top, bottom=bottom, wspace=gap)
+        # The colour bar in its own axes, so every heatmap keeps the same cell size.
+        cbar_ax = fig.add_axes((1 - (bar - 0.2) / width, 1 - (top + min(2.2, height - top - bottom)) / height,
+                                0.12 / width, min(2.2, height - top - bottom) / height))
         for i, (ax, r) in enumerate(zip(axes, regularizers)):
             rows = difference[difference["regularizer"] == r]
             strengths = orders[r][1:]
@@ -170,20 +209,24 @@ def change_heatmap(difference: pd.DataFrame, orders: dict[str, list[float]], cla
                 grid.loc[row.class_id, col] = row.delta * 100
                 if row.harmed:
                     marks.append((col, ids.index(row.class_id)))
-            sns.heatmap(grid, ax=ax, cmap="RdBu", center=0, vmin=-limit, vmax=limit, linewidths=0.4,
-                        linecolor="white", cbar=i == len(regularizers) - 1,
-                        cbar_kws={"label": "change against off (points)", "shrink": min(1.0, 12 / max(k, 1))},
-                        annot=annotate, fmt=".0f", annot_kws={"fontsize": 7.5},
-                        yticklabels=[_short(class_names[c]) for c in ids] if i == 0 else False,
-                        xticklabels=[fmt.strength(s) for s in strengths])
+            with warnings.catch_warnings():  # seaborn 0.13 calls a colormap method matplotlib 3.11 deprecates
+                warnings.simplefilter("ignore", PendingDeprecationWarning)
+                sns.heatmap(grid, ax=ax, cmap="RdBu", center=0, vmin=-limit, vmax=limit, linewidths=0.4,
+                            linecolor="white", cbar=i == 0, cbar_ax=cbar_ax if i == 0 else None,
+                            cbar_kws={"label": "change against off (points)"},
+                            annot=grid.map(lambda v: fmt.signed_pct(v / 100, 0)) if annotate else False, fmt="",
+                            annot_kws={"fontsize": 7.5},
+                            yticklabels=labels if i == 0 else False,
+                            xticklabels=[fmt.strength(s) for s in strengths])
             for x, y in marks:
                 ax.add_patch(matplotlib.patches.Rectangle((x + 0.04, y + 0.04), 0.92, 0.92, fill=False,
                                                           edgecolor="black", linewidth=1.3))
-            ax.set_title(r, loc="left")
+            ax.set_title(r, loc="left", pad=22 if k > 25 else 6)
             ax.set_xlabel("strength")
             ax.set_ylabel("")
-            ax.tick_params(axis="y", labelsize=6.5 if k > 40 else 7.5)
-            ax.tick_params(axis="x", rotation=0)
+            ax.tick_params(axis="y", labelsize=tick_size, rotation=0)
+            # A tall map repeats the strengths on top, so they are in view at either end.
+            ax.tick_params(axis="x", rotation=0, top=k > 25, labeltop=k > 25)
         return _svg(fig, name)
 
 
@@ -196,10 +239,16 @@ def sorted_change(rows: pd.DataFrame, title: str, name: str) -> str:
     k = len(rows)
     colours = [HARMED if h else HELPED if p else NEUTRAL for h, p in zip(rows["harmed"], rows["helped"])]
     delta = rows["delta"].to_numpy(float) * 100
-    low = (rows["delta"] - rows["ci_low"]).to_numpy(float) * 100
-    high = (rows["ci_high"] - rows["delta"]).to_numpy(float) * 100
-    with _figure(6.4, max(1.8, 0.15 * k + 0.9), name) as fig:
+    # With two or three seeds a t interval can reach past +-100 points, which no change of accuracy can: clip it
+    # there, so one wide interval does not squash every bar.
+    low = (rows["delta"] - rows["ci_low"].clip(lower=-1.0)).to_numpy(float) * 100
+    high = (rows["ci_high"].clip(upper=1.0) - rows["delta"]).to_numpy(float) * 100
+    labels = [_short(str(n)) for n in rows["class_name"]]
+    tick_size = 6.5 if k > 40 else 7.5
+    left, right, top, bottom = _label_width(labels, tick_size) + 0.2, 0.2, 0.35, 0.55
+    with _figure(left + right + 5.0, max(1.8, 0.15 * k + top + bottom), name, constrained=False) as fig:
         ax = fig.subplots()
+        _margins(fig, left=left, right=right, top=top, bottom=bottom)
         y = np.arange(k)
         ax.barh(y, delta, color=colours, height=0.75)
         whiskers = np.isfinite(low) & np.isfinite(high)
@@ -208,7 +257,7 @@ def sorted_change(rows: pd.DataFrame, title: str, name: str) -> str:
                         ecolor="#333333", elinewidth=0.7, capsize=1.5)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y)
-        ax.set_yticklabels([_short(str(n)) for n in rows["class_name"]], fontsize=6.5 if k > 40 else 7.5)
+        ax.set_yticklabels(labels, fontsize=tick_size)
         ax.set_ylim(k - 0.5, -0.5)
         ax.set_xlabel("change of test accuracy against off (points); red: harmed, blue: helped")
         ax.set_title(title, loc="left")

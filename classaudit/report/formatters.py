@@ -75,6 +75,14 @@ def pvalue(value: object) -> str:
     return f"{value:.3f}"
 
 
+def compare(value: object) -> str:
+    """A p- or q-value after its name: "= 0.012", "< 0.001", or ": none" when no test was possible."""
+    if _missing(value):
+        return ": none"
+    text = pvalue(value)
+    return f"< {text[1:]}" if text.startswith("<") else f"= {text}"
+
+
 def strength(value: object) -> str:
     """A regularizer strength as written in a study file: 1.0 -> "1", 0.08 -> "0.08", 5e-4 -> "0.0005"."""
     if _missing(value):
@@ -134,3 +142,7 @@ BY_NAME = {
 def cell(value: object, kind: str) -> str:
     """Format a table cell by the name of its column's formatter."""
     return BY_NAME[kind](value)
+
+
+# Every formatter, by the filter name the templates use.
+FILTERS = {**BY_NAME, "compare": compare, "interval": interval, "plural": plural, "cell": cell}

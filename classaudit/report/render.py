@@ -118,12 +118,7 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
-    env.filters.update({
-        "pct": formatters.pct, "points": formatters.points, "pts": formatters.pts, "signed_pct": formatters.signed_pct,
-        "interval": formatters.interval, "pvalue": formatters.pvalue, "strength": formatters.strength,
-        "seconds": formatters.seconds, "count": formatters.count, "number": formatters.number,
-        "text": formatters.text, "plural": formatters.plural, "cell": formatters.cell,
-    })
+    env.filters.update(formatters.FILTERS)
     return env
 
 

@@ -94,6 +94,8 @@ class Headline:
     worst_name: str
     worst: float
     untested: str  # why the chosen strength could not be tested, or ""
+    largest_drop: ClassChange | None  # over every strength of the sweep, with the strength it happens at
+    largest_drop_strength: float
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class Report:
     shapes: tuple[ShapesClass, ...]
     shapes_size: int
     runs_table: Table
+    runs_shared: tuple[tuple[str, str], ...]  # (setting, value) the same for every run
     missing_table: Table
     run_details: bool  # timings and versions are known (a results folder)
     statistics: Statistics
@@ -169,10 +172,10 @@ class Report:
 
 def build(computed: Computed, *, title: str | None = None) -> Report:
     c = computed
-    names = c.class_names
     harmed_at_chosen = _at_chosen(c)
     headlines = tuple(_headline(c, r, harmed_at_chosen) for r in c.regularizers)
     details, omitted = _details(c, harmed_at_chosen)
+    runs_table, runs_shared = _runs_table(c)
     return Report(
         title=title or f"classaudit report: {c.inputs.study}",
         study=c.inputs.study,
@@ -199,7 +202,8 @@ def build(computed: Computed, *, title: str | None = None) -> Report:
         has_predictions=c.inputs.predictions is not None,
         shapes=_shapes(c, harmed_at_chosen),
         shapes_size=_shapes_size(c),
-        runs_table=_runs_table(c),
+        runs_table=runs_table,
+        runs_shared=runs_shared,
         missing_table=Table(columns=(Column("run"), Column("state"), Column("problem"), Column("run id")),
                             rows=tuple(c.missing[["label", "state", "problem", "run_id"]].itertuples(
                                 index=False, name=None))),
@@ -230,6 +234,8 @@ def _headline(c: Computed, r: str, at_chosen: pd.DataFrame) -> Headline:
     overall = c.overall[c.overall["regularizer"] == r]
     off_row = overall[overall["is_off"].astype(bool)].iloc[0]
     chosen_row = overall[np.isclose(overall["strength"], chosen["chosen_strength"], rtol=1e-9, atol=0)].iloc[0]
+    axis = c.difference[c.difference["regularizer"] == r]
+    drop = next(axis.sort_values(["delta", "class_id"]).itertuples(index=False), None) if len(axis) else None
     untested = ""
     if len(rows) and rows["p_value"].isna().all():
         untested = (f"{int(rows['n_seeds'].iloc[0])} seed(s) at this strength against "
@@ -244,7 +250,9 @@ def _headline(c: Computed, r: str, at_chosen: pd.DataFrame) -> Headline:
         worst_name_off=c.class_names.get(int(off_row["worst_class_id"]), str(off_row["worst_class_id"])),
         worst_off=float(off_row["group_min"]),
         worst_name=c.class_names.get(int(chosen_row["worst_class_id"]), str(chosen_row["worst_class_id"])),
-        worst=float(chosen_row["group_min"]), untested=untested)
+        worst=float(chosen_row["group_min"]), untested=untested,
+        largest_drop=_change(drop) if drop is not None else None,
+        largest_drop_strength=float(drop.strength) if drop is not None else float("nan"))
 
 
 def _panel_classes(c: Computed, r: str, at_chosen: pd.DataFrame) -> tuple[list[int], set[int]]:
@@ -405,15 +413,21 @@ def _shapes(c: Computed, at_chosen: pd.DataFrame) -> tuple[ShapesClass, ...]:
     return tuple(out)
 
 
-def _runs_table(c: Computed) -> Table:
-    runs = c.runs
+def _runs_table(c: Computed) -> tuple[Table, tuple[tuple[str, str], ...]]:
+    """The runs table, and the settings every run shares (device, versions), said once instead of per row."""
+    runs = c.runs.sort_values(["label", "run_id"]) if len(c.runs) else c.runs
     spec = [("label", "run", "text"), ("seed", "seed", "count"), ("test_accuracy", "test accuracy", "pct"),
             ("val_accuracy", "val accuracy", "pct"), ("train_seconds", "time", "seconds"),
             ("epochs", "epochs", "count"), ("device", "device", "text"), ("torch", "torch", "text"),
             ("torchvision", "torchvision", "text"), ("classaudit", "classaudit", "text"), ("run_id", "run id", "text")]
     spec = [s for s in spec if s[0] in runs.columns]
-    return Table(columns=tuple(Column(header, kind) for _, header, kind in spec),
-                 rows=tuple(runs[[key for key, _, _ in spec]].itertuples(index=False, name=None)))
+    shared = []
+    for key in ("device", "torch", "torchvision", "classaudit"):
+        if key in runs.columns and len(runs) and runs[key].astype(str).nunique() == 1:
+            shared.append((key, str(runs[key].iloc[0])))
+            spec = [s for s in spec if s[0] != key]
+    return (Table(columns=tuple(Column(header, kind) for _, header, kind in spec),
+                  rows=tuple(runs[[key for key, _, _ in spec]].itertuples(index=False, name=None))), tuple(shared))
 
 
 def _statistics(c: Computed) -> Statistics:
@@ -434,7 +448,6 @@ def _named(frame: pd.DataFrame, names: dict[int, str], pairs: tuple[tuple[str, s
 
 def _tables(c: Computed) -> dict[str, pd.DataFrame]:
     """Every table of the report as the analysis API returned it (names appended where it gives only ids)."""
-    names = c.class_names
     overall = _named(c.overall, names, (("worst_class_id", "worst_class_name"),))
     tables = {
         "chosen.csv": c.chosen,

@@ -2,13 +2,14 @@
 
 All files are first written to temporary names in the output folder (fsynced), then each is renamed into place;
 if anything fails before the renames, the temporaries are removed and a folder this call created is removed
-again, so an error leaves nothing half-written behind.
+again, so an error leaves nothing half-written behind. Files an earlier report left that this one does not
+write (a table that no longer applies) are removed last, so the folder holds one report, not a mix of two.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from classaudit.errors import UsageError
@@ -17,8 +18,11 @@ NOT_A_FOLDER = "{path}: the report's output folder is a file; give a folder path
 CANNOT_WRITE = "{path}: cannot write the report there ({problem}); choose another --out folder or fix its permissions"
 
 
-def write(files: Mapping[str, str], out: str | Path) -> Path:
-    """Write {file name: text} into the folder `out` (created with its parents); return the folder."""
+def write(files: Mapping[str, str], out: str | Path, *, replaces: Iterable[str] = ()) -> Path:
+    """Write {file name: text} into the folder `out` (created with its parents); return the folder.
+
+    `replaces` names files a report may hold: those of them not in `files` are removed after the writes.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(NOT_A_FOLDER.format(path=out))
@@ -44,6 +48,8 @@ def write(files: Mapping[str, str], out: str | Path) -> Path:
         raise
     for tmp, final in temporaries:
         os.replace(tmp, final)
+    for name in sorted(set(replaces) - set(files)):
+        (out / name).unlink(missing_ok=True)
     return out
 
 

@@ -1,0 +1,425 @@
+"""The Ray and Slurm (submitit) executors, end to end: a real Ray head on loopback and submitit's local jobs
+give results identical to the in-process executor's; a run that raises in the worker and a worker killed
+mid-run are recorded as failures while the sweep finishes the others, and the next sweep completes them.
+
+Every comparison runs each run with one torch thread: the thread count changes the last bits of the float
+sums (p_true differs by ~1e-7 between 1 and 2 threads), and identical means identical here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from classaudit import cluster
+from classaudit.cli import cli
+from classaudit.config import load_study
+from classaudit.errors import UsageError
+from classaudit.store import ResultsFolder, load_predictions, load_results
+from classaudit.sweep import run_sweep
+from tests.conftest import TINY_STUDY
+
+# Read by Ray when it is imported: keep every Ray address on loopback (Ray otherwise swaps 127.0.0.1 for the
+# machine's outward address), and send no usage statistics.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+# One seed, one axis: the two runs of the tiny study at seed 0 on the crop axis (same configs, same run ids).
+SMALL_STUDY = TINY_STUDY.replace("seeds = [0, 1]", "seeds = [0]").split("[sweep.cutmix]")[0]
+
+
+def one_thread(monkeypatch) -> None:
+    """In-process and local-pool runs get cpu_count // workers threads; make it 1, as on Ray and Slurm."""
+    monkeypatch.setattr("classaudit.sweep.threads_per_worker", lambda workers: 1)
+
+
+def sweep_cli(runner, study, results, *extra):
+    return runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--no-progress", *extra])
+
+
+def assert_same_results(results, reference) -> None:
+    pd.testing.assert_frame_equal(load_results(results), load_results(reference))
+    pd.testing.assert_frame_equal(load_predictions(results), load_predictions(reference))
+
+
+@pytest.fixture(scope="module")
+def study_files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("studies")
+    (tmp / "tiny.toml").write_text(TINY_STUDY)
+    (tmp / "small.toml").write_text(SMALL_STUDY.replace('name = "tiny"', 'name = "small"'))
+    return tmp / "tiny.toml", tmp / "small.toml"
+
+
+@pytest.fixture(scope="module")
+def reference(study_files, tmp_path_factory):
+    """The tiny and small studies swept in this process, one thread per run."""
+    from click.testing import CliRunner
+
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        one_thread(mp)
+        for study in study_files:
+            results = tmp_path_factory.mktemp("reference") / study.stem
+            result = sweep_cli(CliRunner(), study, results, "--executor", "inprocess")
+            assert result.exit_code == 0, result.output
+            out[study.stem] = results
+    return out
+
+
+class BreakOne:
+    """Wraps an executor and hands it one task whose config names a model that does not exist, so that run
+    raises inside the worker, as a run with a bad recipe would. Nothing in the executors knows about this."""
+
+    def __init__(self, inner, run_id: str):
+        self.inner, self.run_id = inner, run_id
+        self.name = inner.name
+
+    def map(self, tasks):
+        def broken(t):
+            return dataclasses.replace(t, config={**t.config, "model": {"name": "no_such_model"}})
+
+        yield from self.inner.map([broken(t) if t.run_id == self.run_id else t for t in tasks])
+
+
+class KillFirst(threading.Thread):
+    """Kills (SIGKILL) the first process whose command line satisfies `match(pid, cmdline)`, once."""
+
+    def __init__(self, match, timeout: float = 120):
+        super().__init__(daemon=True)
+        self.match, self.deadline, self.killed = match, time.monotonic() + timeout, None
+        self.stopped = threading.Event()
+
+    def run(self):
+        while not self.stopped.is_set() and time.monotonic() < self.deadline:
+            for pid, cmdline in _processes():
+                if self.match(pid, cmdline):
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed = pid
+                    return
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.join()
+
+
+def _processes():
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    yield int(entry.name), f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                continue
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()  # fields after the command name: state, ppid, pgrp, session
+    except OSError:
+        return None
+
+
+def _session_of(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[3]) if fields else None
+
+
+def _parent_of(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else None
+
+
+def _alive_in_session(sid: int) -> list[int]:
+    return [pid for pid, _ in _processes() if _session_of(pid) == sid and (_stat(pid) or ["Z"])[0] != "Z"]
+
+
+def _status_lines(runner, results):
+    out = runner.invoke(cli, ["status", str(results)])
+    assert out.exit_code == 0, out.output
+    return out.output
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Options and missing packages: no Ray, no submitit needed.
+
+
+def test_missing_ray_is_one_line_and_writes_nothing(monkeypatch, runner, tiny_study, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    out = sweep_cli(runner, tiny_study, tmp_path / "r", "--executor", "ray")
+    assert out.exit_code == 2
+    assert out.output == "Error: --executor ray needs Ray: pip install 'classaudit[ray]'\n"
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_submitit_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    with pytest.raises(UsageError, match=r"^--executor slurm needs submitit: pip install 'classaudit\[slurm\]'$"):
+        cluster.make("slurm", workers=1, cluster="local")
+
+
+def test_slurm_options_are_checked_together():
+    with pytest.raises(UsageError) as e:
+        cluster.make("slurm", workers=1, address="auto", cpus_per_run=1.5, gpus_per_run=0.5, cluster="local")
+    assert str(e.value).splitlines() == [
+        "option --address: only for --executor ray; leave it out with --executor slurm",
+        "option --cpus-per-run: value 1.5 is not a whole number >= 1; Slurm allocates whole CPUs",
+        "option --gpus-per-run: value 0.5 is not a whole number; Slurm cannot share a GPU between jobs "
+        "(--executor ray can)",
+    ]
+
+
+def test_ray_refuses_slurm_options():
+    with pytest.raises(UsageError, match="^option --partition, --time-limit: only for --executor slurm"):
+        cluster.make("ray", workers=1, partition="gpu", time_limit=10)
+
+
+def test_slurm_without_slurm_says_how_to_run_locally(monkeypatch, runner, tiny_study, tmp_path):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
+    monkeypatch.delenv(cluster.CLUSTER_ENV, raising=False)
+    out = sweep_cli(runner, tiny_study, tmp_path / "r", "--executor", "slurm")
+    assert out.exit_code == 2
+    assert "Slurm's sbatch is not on PATH here" in out.output and "CLASSAUDIT_SLURM_CLUSTER=local" in out.output
+    assert not (tmp_path / "r").exists()
+    monkeypatch.setenv(cluster.CLUSTER_ENV, "cloud")
+    with pytest.raises(UsageError, match='CLASSAUDIT_SLURM_CLUSTER: value "cloud" is not known; allowed: slurm, '
+                                         'local, debug'):
+        cluster.make("slurm", workers=1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Ray: a real head node on loopback, started once for this module.
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """`ray start --head` with 2 CPUs on 127.0.0.1, in its own session. Afterwards every
+    process of that session (head, raylet, workers) is stopped, and checked to be gone."""
+    ray = pytest.importorskip("ray")
+    if ray._private.ray_constants.ENABLE_RAY_CLUSTER:  # Ray was imported before this module set the variable
+        pytest.skip("Ray was imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set; it would leave loopback")
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's unix socket paths must fit 107 bytes
+    ports = {name: _free_port() for name in ("port", "ray-client-server-port", "dashboard-port",
+                                             "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                             "runtime-env-agent-port", "metrics-export-port",
+                                             "node-manager-port", "object-manager-port")}
+    ray_bin = Path(sys.executable).with_name("ray")
+    command = [str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+               "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
+               f"--object-store-memory={100 * 2**20}", *(f"--{k}={v}" for k, v in ports.items())]
+    log = open(Path(temp) / "head.log", "wb")
+    head = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    address = f"127.0.0.1:{ports['port']}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # ready once a driver can connect and sees the 2 CPUs
+            try:
+                ray.init(address=address, logging_level="WARNING")
+                ready = ray.cluster_resources().get("CPU") == 2
+                ray.shutdown()
+                if ready:
+                    break
+            except ConnectionError:
+                pass
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray head did not start: {(Path(temp) / 'head.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield RayHead(address, head.pid)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
+        try:
+            head.wait(20)
+        except subprocess.TimeoutExpired:
+            pass
+        for pid in _alive_in_session(head.pid):  # what it did not stop in time, by pid: all of it is ours
+            os.kill(pid, signal.SIGKILL)
+        head.kill()
+        head.wait()
+        log.close()
+        deadline = time.monotonic() + 10
+        while _alive_in_session(head.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = _alive_in_session(head.pid)
+        shutil.rmtree(temp, ignore_errors=True)
+        assert not left, f"Ray processes left behind: {left}"
+
+
+@dataclasses.dataclass
+class RayHead:
+    address: str
+    session: int  # every process of this Ray node is in this session
+
+    def busy_worker(self, pid: int, cmdline: str) -> bool:
+        """A worker of this node busy with one of our runs (Ray titles it `ray::run_task` meanwhile)."""
+        return cmdline.startswith("ray::run_task") and _session_of(pid) == self.session
+
+
+def test_ray_sweep_through_the_cli_equals_inprocess(ray_head, reference, study_files, runner, tmp_path):
+    import ray
+
+    tiny, _ = study_files
+    out = sweep_cli(runner, tiny, tmp_path / "r", "--executor", "ray", "--address", ray_head.address, "--workers", "2",
+                    "--cpus-per-run", "1")
+    assert out.exit_code == 0, out.output
+    assert "trained 6 run(s)" in out.output and "0 failed" in out.output
+    assert not ray.is_initialized()  # the executor connected, so it disconnected
+    assert_same_results(tmp_path / "r", reference["tiny"])
+    envs = {json.loads(p.read_text())["environment"]["threads"] for p in (tmp_path / "r" / "runs").glob("*/record.json")}
+    assert envs == {1}
+
+
+def test_ray_run_that_raises_is_recorded_and_completed_next_time(ray_head, reference, study_files, runner,
+                                                                 tmp_path):
+    tiny, _ = study_files
+    study = load_study(tiny)
+    results = tmp_path / "r"
+    victim = ResultsFolder(reference["tiny"]).run_ids()[0]
+    executor = BreakOne(cluster.make("ray", workers=2, address=ray_head.address, cpus_per_run=1), victim)
+    summary = run_sweep(study, results, executor)
+    assert len(summary.trained) == 5 and list(summary.failed) == [victim]
+    failure = json.loads((results / "failed" / f"{victim}.json").read_text())
+    assert failure["error"].startswith("ValueError: ") and "no_such_model" in failure["traceback"]
+    status = _status_lines(runner, results)
+    assert status.startswith("tiny: 5/6 done, 1 pending (1 failed)") and f"failed   {victim}" in status
+
+    out = sweep_cli(runner, tiny, results, "--executor", "ray", "--address", ray_head.address, "--cpus-per-run", "1")
+    assert out.exit_code == 0, out.output
+    assert "trained 1 run(s)" in out.output and "5 already finished" in out.output
+    assert not (results / "failed" / f"{victim}.json").exists()
+    assert_same_results(results, reference["tiny"])
+
+
+def test_ray_worker_killed_mid_run_is_recorded_and_completed_next_time(ray_head, reference, study_files, runner,
+                                                                       tmp_path):
+    tiny, _ = study_files
+    results = tmp_path / "r"
+    with KillFirst(ray_head.busy_worker) as killer:
+        out = sweep_cli(runner, tiny, results, "--executor", "ray", "--address", ray_head.address, "--workers", "2",
+                        "--cpus-per-run", "1")
+    assert killer.killed is not None
+    assert out.exit_code == 1, out.output
+    assert "trained 5 run(s)" in out.output and "1 failed" in out.output
+    assert "the Ray worker process died while training this run" in out.output
+    status = _status_lines(runner, results)
+    assert status.startswith("tiny: 5/6 done, 1 pending (1 failed)")
+
+    again = sweep_cli(runner, tiny, results, "--executor", "ray", "--address", ray_head.address, "--cpus-per-run", "1")
+    assert again.exit_code == 0, again.output
+    assert "trained 1 run(s)" in again.output and not any((results / "failed").iterdir())
+    assert_same_results(results, reference["tiny"])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Slurm through submitit: its local cluster (real subprocesses) and its debug cluster (this process).
+
+
+def test_submitit_local_sweep_through_the_cli_equals_inprocess(reference, study_files, runner, tmp_path,
+                                                               monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv(cluster.CLUSTER_ENV, "local")
+    _, small = study_files  # each local job is a fresh process that pays ~7 s of torch imports: two runs
+    out = sweep_cli(runner, small, tmp_path / "r", "--executor", "slurm", "--workers", "2",
+                    "--slurm-folder", str(tmp_path / "jobs"))
+    assert out.exit_code == 0, out.output
+    assert "trained 2 run(s)" in out.output
+    assert_same_results(tmp_path / "r", reference["small"])
+    assert len(list((tmp_path / "jobs").glob("*_log.out"))) == 2  # submitit's files went to --slurm-folder
+
+
+def test_submitit_job_killed_mid_run_is_recorded_and_completed_next_time(reference, study_files, runner,
+                                                                         tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv(cluster.CLUSTER_ENV, "local")
+    _, small = study_files
+    results, jobs = tmp_path / "r", tmp_path / "jobs"
+
+    def job_of_this_test(pid, cmdline):
+        return "submitit.core._submit" in cmdline and str(jobs) in cmdline
+
+    with KillFirst(job_of_this_test) as killer:
+        out = sweep_cli(runner, small, results, "--executor", "slurm", "--workers", "2", "--slurm-folder", str(jobs))
+    assert killer.killed is not None
+    assert out.exit_code == 1, out.output
+    assert "trained 1 run(s)" in out.output and "ended without a result (killed, out of memory" in out.output
+    assert _status_lines(runner, results).startswith("small: 1/2 done, 1 pending (1 failed)")
+
+    again = sweep_cli(runner, small, results, "--executor", "slurm", "--slurm-folder", str(jobs))
+    assert again.exit_code == 0, again.output
+    assert "trained 1 run(s)" in again.output
+    assert_same_results(results, reference["small"])
+    assert not [pid for pid, cmdline in _processes() if job_of_this_test(pid, cmdline)]
+
+
+def test_submitit_run_that_raises_is_recorded_and_completed_next_time(reference, study_files, runner, tmp_path,
+                                                                      monkeypatch):
+    pytest.importorskip("submitit")
+    tiny, _ = study_files  # the debug cluster runs the jobs in this process, so all six are cheap
+    results = tmp_path / "r"
+    victim = ResultsFolder(reference["tiny"]).run_ids()[0]
+    executor = BreakOne(cluster.make("slurm", workers=2, folder=tmp_path / "jobs", cluster="debug"), victim)
+    summary = run_sweep(load_study(tiny), results, executor)
+    assert len(summary.trained) == 5 and list(summary.failed) == [victim]
+    assert json.loads((results / "failed" / f"{victim}.json").read_text())["error"].startswith("ValueError: ")
+    assert f"failed   {victim}" in _status_lines(runner, results)
+
+    monkeypatch.setenv(cluster.CLUSTER_ENV, "debug")
+    out = sweep_cli(runner, tiny, results, "--executor", "slurm", "--slurm-folder", str(tmp_path / "jobs"))
+    assert out.exit_code == 0 and "trained 1 run(s)" in out.output, out.output
+    assert_same_results(results, reference["tiny"])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The local process pool: a killed worker process.
+
+
+def test_local_pool_worker_killed_is_recorded_and_completed_next_time(reference, study_files, runner, tmp_path,
+                                                                      monkeypatch):
+    one_thread(monkeypatch)
+    tiny, _ = study_files
+    results = tmp_path / "r"
+    me = os.getpid()
+
+    def pool_worker(pid, cmdline):
+        return "spawn_main" in cmdline and _parent_of(pid) == me
+
+    with KillFirst(pool_worker) as killer:
+        out = sweep_cli(runner, tiny, results, "--executor", "local", "--workers", "2")
+    assert killer.killed is not None
+    assert out.exit_code == 1, out.output
+    failed = len(ResultsFolder(results).failures())
+    assert failed >= 1 and f"trained {6 - failed} run(s)" in out.output  # the runs the dead pool held failed
+    assert "worker process died (killed or out of memory)" in out.output
+    assert f"({failed} failed)" in _status_lines(runner, results)
+
+    again = sweep_cli(runner, tiny, results, "--executor", "local", "--workers", "2")
+    assert again.exit_code == 0, again.output
+    assert f"trained {failed} run(s)" in again.output
+    assert_same_results(results, reference["tiny"])

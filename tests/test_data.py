@@ -1,0 +1,149 @@
+"""Data sets: determinism, the stratified validation split, image folders (synthetic and the real CIFAR-10
+copy in ../shared/data), and the offline message for torchvision data sets."""
+
+from __future__ import annotations
+
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from classaudit import shapes
+from classaudit.data import load_dataset, stratified_split
+from classaudit.errors import UsageError
+from tests.conftest import SHARED_DATA
+
+
+def test_shapes_is_deterministic_and_balanced():
+    a, ya = shapes.generate(20, 32, seed=3)
+    b, yb = shapes.generate(20, 32, seed=3)
+    c, _ = shapes.generate(20, 32, seed=4)
+    assert a.dtype == np.uint8 and a.shape == (200, 3, 32, 32)
+    assert np.array_equal(a, b) and np.array_equal(ya, yb) and not np.array_equal(a, c)
+    assert np.bincount(ya).tolist() == [20] * 10
+    assert len(shapes.CLASSES) == len(shapes.CUES) == 10
+
+
+def test_only_colour_classes_are_saturated():
+    x, y = shapes.generate(30, 32, seed=0)
+    rgb = x.astype(float) / 255
+    value = rgb.max(1)
+    sat = (value - rgb.min(1)) / np.maximum(value, 1e-6)
+    # Saturation of bright pixels only: in dark pixels the noise alone makes saturation large.
+    bright = np.where(value > 0.55, sat, np.nan).reshape(len(x), -1)
+    per_image = np.nanmedian(bright, axis=1)
+    for k, name in enumerate(shapes.CLASSES):
+        mean = np.nanmean(per_image[y == k])
+        assert (mean > 0.6) if shapes.CUES[name] == "colour" else (mean < 0.45), (name, mean)
+
+
+def test_stratified_split():
+    labels = np.repeat(np.arange(5), [10, 20, 30, 40, 50])
+    tr, va = stratified_split(labels, 0.2, seed=0)
+    assert np.bincount(labels[va]).tolist() == [2, 4, 6, 8, 10]
+    assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == len(labels)
+    tr2, va2 = stratified_split(labels, 0.2, seed=0)
+    assert np.array_equal(va, va2)
+    assert not np.array_equal(va, stratified_split(labels, 0.2, seed=1)[1])
+
+
+def test_load_shapes_dataset_splits():
+    spec = {"name": "shapes", "val_fraction": 0.25, "split_seed": 0,
+            "options": {"n_train_per_class": 8, "n_test_per_class": 4, "size": 16, "seed": 0}}
+    data = load_dataset(spec)
+    assert data.train_x.dtype == torch.uint8 and data.train_x.shape == (60, 3, 16, 16)
+    assert data.val_x.shape[0] == 20 and data.test_x.shape[0] == 40
+    assert torch.bincount(data.val_y).tolist() == [2] * 10
+
+
+def make_folder(root, classes, per_class=3, size=8):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in classes:
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
+
+
+def test_image_folder_loads_and_caches(tmp_path):
+    make_folder(tmp_path / "imgs", ["b<script>", "a & co"])
+    spec = {"name": "imagefolder", "val_fraction": 0.0, "options": {"root": str(tmp_path / "imgs"), "size": 0}}
+    data = load_dataset(spec, data_dir=tmp_path / "cache")
+    assert data.class_names == ("a & co", "b<script>")
+    assert data.train_x.shape == (6, 3, 8, 8)
+    cached = list((tmp_path / "cache" / "cache").glob("imagefolder-*.npz"))
+    assert len(cached) == 1
+    again = load_dataset(spec, data_dir=tmp_path / "cache")
+    assert torch.equal(again.train_x, data.train_x) and torch.equal(again.test_y, data.test_y)
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda r: make_folder(r, ["only"]), "found 1 class folder(s) with images; a classifier needs at least 2"),
+    (lambda r: (r / "train" / "a").mkdir(parents=True), "no images found"),
+    (lambda r: None, "no such folder"),
+])
+def test_image_folder_errors(tmp_path, setup, message):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    setup(root)
+    with pytest.raises(UsageError) as info:
+        load_dataset({"name": "imagefolder", "options": {"root": str(root)}}, data_dir=tmp_path)
+    assert message in str(info.value)
+
+
+def test_unreadable_image_is_named(tmp_path):
+    make_folder(tmp_path / "imgs", ["a", "b"])
+    bad = tmp_path / "imgs" / "train" / "a" / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(UsageError, match=r"broken.jpg: cannot be read as an image"):
+        load_dataset({"name": "imagefolder", "options": {"root": str(tmp_path / "imgs")}}, data_dir=tmp_path)
+
+
+def test_mixed_sizes_need_the_size_option(tmp_path):
+    make_folder(tmp_path / "imgs", ["a", "b"])
+    Image.new("RGB", (9, 9)).save(tmp_path / "imgs" / "train" / "b" / "odd.png")
+    spec = {"name": "imagefolder", "options": {"root": str(tmp_path / "imgs")}}
+    with pytest.raises(UsageError, match="set dataset.options.size"):
+        load_dataset(spec, data_dir=tmp_path)
+    spec["options"]["size"] = 8
+    assert load_dataset(spec, data_dir=tmp_path).train_x.shape[1:] == (3, 8, 8)
+
+
+def test_torchvision_dataset_offline_message(tmp_path):
+    with pytest.raises(UsageError) as info:
+        load_dataset({"name": "cifar10"}, data_dir=tmp_path, download=False)
+    text = str(info.value)
+    assert "dataset \"cifar10\": not found in" in text and "cifar-10-batches-py" in text
+
+
+@pytest.fixture(scope="session")
+def cifar_folder(tmp_path_factory):
+    if not SHARED_DATA.exists():
+        pytest.skip(f"{SHARED_DATA} is absent (only the project's build machines have it)")
+    root = tmp_path_factory.mktemp("cifar")
+    with tarfile.open(SHARED_DATA) as tar:
+        tar.extractall(root, filter="data")
+    found = [p.parent for p in root.rglob("train") if p.is_dir()]
+    return found[0] if found else root
+
+
+def test_image_folder_trains_on_real_cifar10(cifar_folder, tmp_path):
+    from classaudit.config import expand, parse_study
+    from classaudit.train import train_one
+
+    study = parse_study({
+        "study": {"name": "cifar-smoke", "seeds": [0]},
+        "dataset": {"name": "imagefolder", "val_fraction": 0.02, "options": {"root": str(cifar_folder)}},
+        "model": {"name": "smallcnn", "options": {"width": 8}},
+        "train": {"epochs": 1, "batch_size": 512, "lr": 0.2},
+        "sweep": {"crop": {"strengths": [1.0]}},
+    })
+    run = expand(study)[0]
+    result = train_one(run.config, run_id=run.run_id, data_dir=tmp_path)
+    test = result.splits["test"]
+    assert len(test.label) == 10_000 and np.bincount(test.label).tolist() == [1000] * 10
+    assert result.class_names[:3] == ["airplane", "automobile", "bird"]
+    assert (test.pred == test.label).mean() > 0.25  # one epoch of a tiny CNN: well above chance (10%)
