@@ -212,27 +212,33 @@ def _list_images(root: Path, split: str) -> list[tuple[str, Path]]:
 
 
 def _decode(files: list[tuple[str, Path]], index: Mapping[str, int], size: int):
-    from PIL import Image, UnidentifiedImageError
+    """Decode every image once (the cache serves every later run). PIL releases the GIL while decoding, so a
+    thread pool uses all cores."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    arrays, first = [], None
-    for _, path in files:  # decoding happens once per data set; the cache serves every later run
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                if size:
-                    im = im.resize((size, size), Image.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise UsageError(f"{path}: cannot be read as an image ({e}); remove it or replace it") from None
-        if first is None:
-            first = (a.shape, path)
-        elif a.shape != first[0]:
-            raise UsageError(f"{path}: image is {a.shape[1]}x{a.shape[0]} but {first[1]} is "
-                             f"{first[0][1]}x{first[0][0]}; set dataset.options.size to resize all images")
-        arrays.append(a)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        arrays = list(pool.map(lambda p: _read_image(p, size), [p for _, p in files], chunksize=256))
+    first = arrays[0].shape
+    for (_, path), a in zip(files, arrays):
+        if a.shape != first:
+            raise UsageError(f"{path}: image is {a.shape[1]}x{a.shape[0]} but {files[0][1]} is "
+                             f"{first[1]}x{first[0]}; set dataset.options.size to resize all images")
     x = np.stack(arrays).transpose(0, 3, 1, 2)
     y = np.array([index[c] for c, _ in files], dtype=np.int64)
     return np.ascontiguousarray(x), y
+
+
+def _read_image(path: Path, size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if size:
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise UsageError(f"{path}: cannot be read as an image ({e}); remove it or replace it") from None
 
 
 def _save_npz(path: Path, **arrays) -> None:

@@ -302,6 +302,8 @@ def test_failed_write_leaves_nothing(monkeypatch, tmp_path):
 def test_bad_input_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="results must be a results folder"):
         write_report(42, tmp_path / "out")
+    with pytest.raises(UsageError, match="no such results folder"):
+        write_report(tmp_path / "missing", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

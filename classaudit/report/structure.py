@@ -448,6 +448,7 @@ def _named(frame: pd.DataFrame, names: dict[int, str], pairs: tuple[tuple[str, s
 
 def _tables(c: Computed) -> dict[str, pd.DataFrame]:
     """Every table of the report as the analysis API returned it (names appended where it gives only ids)."""
+    names = c.class_names
     overall = _named(c.overall, names, (("worst_class_id", "worst_class_name"),))
     tables = {
         "chosen.csv": c.chosen,
