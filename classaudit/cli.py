@@ -187,6 +187,35 @@ def _print_table(results: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# report
+
+
+@cli.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Report folder [default: reports/<study name>].")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="False discovery rate for calling a class harmed or helped (Benjamini-Hochberg across classes).")
+@click.option("--min-effect", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Smallest change in accuracy that counts, as a fraction (0.01 = 1 point).")
+def report(results: Path, out: Path | None, alpha: float, min_effect: float) -> None:
+    """Analyse a results folder; write a self-contained index.html and one CSV per table.
+
+    \b
+    Examples:
+      classaudit report results/demo
+      classaudit report results/cifar10_crop --out reports/cifar10_crop --min-effect 0.01
+    """
+    from classaudit.report import write_report
+    from classaudit.store import ResultsFolder
+
+    if not results.exists():
+        raise UsageError(f"{results}: no such results folder")
+    out = out or Path("reports") / ResultsFolder(results).read_study()["name"]
+    path = write_report(results, out, alpha=alpha, min_effect=min_effect)
+    click.echo(f"report: {path / 'index.html'}")
+
+
+# ----------------------------------------------------------------------------------------------------------
 # status and listings
 
 

@@ -86,7 +86,7 @@ def _load_arrays(name: str, options: dict, data_dir: Path, download: bool):
         train = shapes.generate(options.get("n_train_per_class", 500), options.get("size", 32), options.get("seed", 0))
         # The test set comes from an independent stream of the same generator.
         test = shapes.generate(options.get("n_test_per_class", 200), options.get("size", 32),
-                               options.get("seed", 0) + 1_000_003)
+                               options.get("seed", 0) + shapes.TEST_SEED_OFFSET)
         return train, test, list(shapes.CLASSES)
     if name == "imagefolder":
         return load_image_folder(options["root"], options.get("size", 0), data_dir)

@@ -23,8 +23,6 @@ MAX_HEADLINE_CLASSES = 5  # harmed classes named in a headline
 MAX_DETAILS = 20  # harmed classes per regularizer in "where the predictions went"
 MAX_REGRET_ROWS = 10
 SHAPES_EXAMPLES = 8  # example images per class
-# data.py draws the shapes test split from this offset of the dataset seed; the examples come from the same stream.
-SHAPES_TEST_SEED_OFFSET = 1_000_003
 
 TEST_WORDS = {
     "paired": "a paired t-test across seeds (the same seeds at both strengths)",
@@ -400,7 +398,7 @@ def _shapes(c: Computed, at_chosen: pd.DataFrame) -> tuple[ShapesClass, ...]:
         return ()
     options = dataset.get("options") or {}
     images, labels = shapes.generate(SHAPES_EXAMPLES, int(options.get("size", 32)),
-                                     int(options.get("seed", 0)) + SHAPES_TEST_SEED_OFFSET)
+                                     int(options.get("seed", 0)) + shapes.TEST_SEED_OFFSET)
     harmed = at_chosen[at_chosen["harmed"].astype(bool)]
     out = []
     for label, name in enumerate(shapes.CLASSES):
