@@ -195,13 +195,7 @@ class Run:
     seed: int
     config: Mapping[str, Any]
     points: tuple[Point, ...]
-
-    @property
-    def label(self) -> str:
-        regs = self.config["regularizers"]
-        text = ", ".join(f"{k}={v['strength']:g}" + (f"@{v['start_epoch']}" if v["start_epoch"] else "")
-                         for k, v in sorted(regs.items()))
-        return f"{text or 'baseline'} seed={self.seed}"
+    label: str = ""  # what differs from the baseline, e.g. "crop=0.08 seed=2"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -519,8 +513,19 @@ def expand(study: Study) -> list[Run]:
                 merged = old.points + tuple(p for p in points if p not in old.points)
                 runs[rid] = dataclasses.replace(old, points=merged)
             else:
-                runs[rid] = Run(rid, seed, config, tuple(points))
+                runs[rid] = Run(rid, seed, config, tuple(points), f"{_describe(study, point_settings)} seed={seed}")
     return list(runs.values())
+
+
+def _describe(study: Study, settings: Mapping[str, tuple[float, int]]) -> str:
+    """The settings that differ from the baseline, e.g. "crop=0.08@3" (on from epoch 3), or "baseline"."""
+    parts = []
+    for reg, (s, epoch) in settings.items():
+        off = REGULARIZERS[reg].off
+        if s == study.baseline.get(reg, off) and (epoch == 0 or s == off):
+            continue
+        parts.append(f"{reg}={s:g}" + (f"@{epoch}" if epoch and s != off else ""))
+    return ", ".join(parts) or "baseline"
 
 
 def _grid(study: Study):

@@ -10,8 +10,8 @@ know in advance which regularizer should hurt it:
     square       shape     a filled square, random place and grey-ish colour  crop (stretches by up to 4/3)
     wide         shape     a rectangle 1.25 times as wide as high, likewise   crop
     tall         shape     a rectangle 1.25 times as high as wide, likewise   crop
-    near         layout    two dots side by side, 2.6 radii apart              crop (stretches by up to 4/3)
-    far          layout    two dots side by side, 3.4 radii apart              crop
+    shallow      layout    two dots on a diagonal at 42 degrees                crop (stretches by up to 4/3)
+    steep        layout    two dots on a diagonal at 48 degrees                crop
     stripes      texture   horizontal stripes filling the image               neither
     checker      texture   a checkerboard filling the image                   neither
 
@@ -19,9 +19,9 @@ Only the colour classes carry saturated colour; every other class is drawn in co
 random hue, so hue is informative for the colour classes alone. Textures fill the image, so any crop still
 shows them, and a random hue cannot change them. The shape and layout classes sit close together along a
 geometric cue, as the colour classes do along hue: RandomResizedCrop stretches an image by up to 4/3 (aspect
-ratio 3/4..4/3), which turns a square into a rectangle and a near pair of dots into a far one, so it blurs
-exactly the cue that tells those classes apart, as a strong hue shift does for the colour classes. Both cues
-are ratios (width to height, gap to dot size), which a CNN reads locally, whatever the zoom of the crop.
+ratio 3/4..4/3), which turns a square into a rectangle and a 42-degree diagonal into a 48-degree one, so it
+blurs exactly the cue that tells those classes apart, as a strong hue shift does for the colour classes.
+Both cues compare width with height, so the crop's zoom leaves them alone and only its stretch matters.
 
 Generation is vectorised numpy (no per-image loop), deterministic from `seed` and independent of torch.
 """
@@ -30,18 +30,18 @@ from __future__ import annotations
 
 import numpy as np
 
-CLASSES = ("red", "yellow", "green", "square", "wide", "tall", "near", "far", "stripes", "checker")
+CLASSES = ("red", "yellow", "green", "square", "wide", "tall", "shallow", "steep", "stripes", "checker")
 CUES = {
     "red": "colour", "yellow": "colour", "green": "colour",
     "square": "shape", "wide": "shape", "tall": "shape",
-    "near": "layout", "far": "layout",
+    "shallow": "layout", "steep": "layout",
     "stripes": "texture", "checker": "texture",
 }
 # Which regularizer each cue is expected to be sensitive to (the known answer the tests check).
 SENSITIVE_TO = {"colour": ("color_jitter",), "shape": ("crop",), "layout": ("crop",), "texture": ()}
 _HUES = {"red": 0.0, "yellow": 1 / 6, "green": 2 / 6}
 _ASPECT = 1.25  # wide and tall rectangles: well within the 4/3 stretch of a crop
-_NEAR, _FAR_OVER_NEAR = 2.6, 1.3  # dot gaps in radii: far is 1.3x near, within a crop's stretch
+_LOG_SLOPE = 0.1  # log tan of the diagonals: 42 vs 48 degrees, well within a crop's stretch (log 4/3 = 0.29)
 _NOISE = 0.05  # per-pixel Gaussian noise, so that no class is trivially separable by one pixel
 TEST_SEED_OFFSET = 1_000_003  # the test split is generate(..., seed + TEST_SEED_OFFSET): an independent stream
 _SUPERSAMPLE = 2  # draw at 2x and average down: anti-aliased edges
@@ -95,13 +95,17 @@ def _draw(name: str, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
             cy = rng.uniform(0.0, 1.0, n)[:, None, None] * (0.96 - 2 * half_h) + half_h + 0.02
             cx = rng.uniform(0.0, 1.0, n)[:, None, None] * (0.96 - 2 * half_w) + half_w + 0.02
             mask = (np.abs(yy - cy) < half_h) & (np.abs(xx - cx) < half_w)
-        else:  # layout: two dots side by side, near or far apart relative to their size
+        else:  # layout: two dots on a diagonal, shallow or steep, rising or falling
             fg = _dull_colour(rng, n, 0.6, 1.0)
-            r = rng.uniform(0.07, 0.1, n)[:, None, None]
-            gap = r * (_NEAR if name == "near" else _NEAR * _FAR_OVER_NEAR)  # centre to centre
-            cx = rng.uniform(0.0, 1.0, n)[:, None, None] * (0.94 - gap - 2 * r) + r + 0.03  # left dot
-            cy = rng.uniform(0.0, 1.0, n)[:, None, None] * (0.94 - 2 * r) + r + 0.03
-            mask = ((yy - cy) ** 2 + (xx - cx) ** 2 < r**2) | ((yy - cy) ** 2 + (xx - cx - gap) ** 2 < r**2)
+            r = rng.uniform(0.075, 0.095, n)[:, None, None]
+            length = rng.uniform(0.4, 0.55, n)[:, None, None]
+            angle = np.arctan(np.exp(-_LOG_SLOPE if name == "shallow" else _LOG_SLOPE))
+            dx, dy = length * np.cos(angle), length * np.sin(angle)
+            dy = dy * np.where(rng.uniform(size=n) < 0.5, 1.0, -1.0)[:, None, None]
+            cx = 0.5 + rng.uniform(-1, 1, n)[:, None, None] * (0.47 - r - dx / 2)
+            cy = 0.5 + rng.uniform(-1, 1, n)[:, None, None] * (0.47 - r - np.abs(dy) / 2)
+            mask = (((yy - cy - dy / 2) ** 2 + (xx - cx - dx / 2) ** 2 < r**2)
+                    | ((yy - cy + dy / 2) ** 2 + (xx - cx + dx / 2) ** 2 < r**2))
         img = _paint(mask, fg, bg)
     # Average-pool the supersampled image down to `size`.
     img = img.reshape(n, 3, size, _SUPERSAMPLE, size, _SUPERSAMPLE).mean(axis=(3, 5))
