@@ -36,6 +36,7 @@ import dataclasses
 import math
 import os
 import shutil
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -66,7 +67,9 @@ def make(name: str, *, workers: int, address: str | None = None, cpus_per_run: f
         if given:
             problems.append(f"option {', '.join(given)}: only for --executor slurm; leave it out with --executor ray")
         _raise(problems)
-        return RayExecutor(workers=workers, address=address, cpus_per_run=cpus, gpus_per_run=gpus)
+        executor = RayExecutor(workers=workers, address=address, cpus_per_run=cpus, gpus_per_run=gpus)
+        executor.connect()
+        return executor
     if name == "slurm":
         cluster = cluster or os.environ.get(CLUSTER_ENV) or "slurm"
         if address is not None:
@@ -123,22 +126,25 @@ class RayExecutor:
         self.cpus_per_run = cpus_per_run
         self.gpus_per_run = gpus_per_run
         self.threads = max(1, math.floor(cpus_per_run))
+        self._owns_connection = False
 
-    def _connect(self) -> bool:
-        """Initialise Ray unless this process already has; True when we did (and so must shut it down)."""
+    def connect(self) -> None:
+        """Initialise Ray in this process unless it already is. `make` calls this, so a wrong address is an
+        error before the sweep writes anything; `map` calls it again after it shut down its last connection."""
         import logging
 
         import ray
 
         if ray.is_initialized():
-            return False
+            return
+        _check_reachable(self.address)
         try:
             ray.init(address=self.address, logging_level=logging.WARNING)
-        except ConnectionError as e:
-            where = f"at {self.address}" if self.address else "on this machine"
-            raise UsageError(f"--executor ray: cannot connect to a Ray cluster {where} ({_first_line(e)}); start "
-                             "one with `ray start --head`, or check --address") from None
-        return True
+        except (ConnectionError, ValueError) as e:
+            raise UsageError(f"--executor ray: cannot connect to a Ray cluster "
+                             f"{f'at {self.address}' if self.address else 'on this machine'} ({_first_line(e)}); "
+                             "start one with `ray start --head`, or check --address") from None
+        self._owns_connection = True
 
     def map(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
         import ray
@@ -146,7 +152,7 @@ class RayExecutor:
         queue = [dataclasses.replace(t, threads=self.threads) for t in tasks]
         if not queue:
             return
-        started = self._connect()
+        self.connect()
         # max_retries=0: a run whose worker died is reported, and the sweep's --retries decides what happens next,
         # the same as on every other executor (Ray would otherwise silently re-run it up to 3 times).
         remote = ray.remote(run_task).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
@@ -171,8 +177,31 @@ class RayExecutor:
                     ray.cancel(ref, force=True)
                 except Exception:  # cancelling is best effort; a run that finished meanwhile is just dropped
                     pass
-            if started:
+            if self._owns_connection:  # a Ray we started (or joined) goes with us; one we found stays
                 ray.shutdown()
+                self._owns_connection = False
+
+
+def _check_reachable(address: str | None) -> None:
+    """Refuse an address nobody answers at: ray.init would retry connecting to it for ever."""
+    if address is not None and address.startswith("ray://"):
+        return  # Ray Client gives up by itself
+    try:  # how ray.init reads None and "auto" (RAY_ADDRESS, then the last `ray start` on this machine)
+        from ray._private.services import canonicalize_bootstrap_address
+
+        resolved = canonicalize_bootstrap_address(address)
+    except Exception:  # nothing found, or a private API that moved: ray.init reports it
+        return
+    if resolved is None:
+        return  # ray.init starts a new Ray on this machine
+    host, _, port = resolved.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except (OSError, ValueError) as e:
+        given = f" (from --address {address})" if address and address != resolved else ""
+        raise UsageError(f"--executor ray: no Ray cluster answers at {resolved}{given}: "
+                         f"{getattr(e, 'strerror', None) or e}; start one with `ray start --head`, or check "
+                         "--address") from None
 
 
 def _ray_failure(task: Task, e: Exception) -> Outcome:

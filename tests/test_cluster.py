@@ -206,14 +206,23 @@ def test_slurm_without_slurm_says_how_to_run_locally(monkeypatch, runner, tiny_s
         cluster.make("slurm", workers=1)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Ray: a real head node on loopback, started once for this module.
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_ray_address_nobody_answers_at_is_a_usage_error(monkeypatch, runner, tiny_study, tmp_path):
+    pytest.importorskip("ray")
+    address = f"127.0.0.1:{_free_port()}"  # free: nothing listens there
+    out = sweep_cli(runner, tiny_study, tmp_path / "r", "--executor", "ray", "--address", address)
+    assert out.exit_code == 2
+    assert out.output.startswith(f"Error: --executor ray: no Ray cluster answers at {address}: ")
+    assert not (tmp_path / "r").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Ray: a real head node on loopback, started once for this module.
 
 
 @pytest.fixture(scope="module")
@@ -292,8 +301,8 @@ def test_ray_sweep_through_the_cli_equals_inprocess(ray_head, reference, study_f
     assert "trained 6 run(s)" in out.output and "0 failed" in out.output
     assert not ray.is_initialized()  # the executor connected, so it disconnected
     assert_same_results(tmp_path / "r", reference["tiny"])
-    envs = {json.loads(p.read_text())["environment"]["threads"] for p in (tmp_path / "r" / "runs").glob("*/record.json")}
-    assert envs == {1}
+    records = (tmp_path / "r" / "runs").glob("*/record.json")
+    assert {json.loads(p.read_text())["environment"]["threads"] for p in records} == {1}  # = --cpus-per-run
 
 
 def test_ray_run_that_raises_is_recorded_and_completed_next_time(ray_head, reference, study_files, runner,
