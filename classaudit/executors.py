@@ -33,6 +33,7 @@ class Task:
     data_dir: str | None = None
     device: str | None = None
     threads: int | None = None
+    checkpoint_dir: str | None = None  # where the run saves its state each epoch; must be shared on a cluster
 
 
 @dataclass
@@ -55,7 +56,9 @@ def execute_task(task: Task) -> RunResult:
 
     if task.threads:
         torch.set_num_threads(task.threads)
-    return train_one(dict(task.config), run_id=task.run_id, data_dir=task.data_dir, device=task.device)
+    checkpoint = os.path.join(task.checkpoint_dir, f"{task.run_id}.pt") if task.checkpoint_dir else None
+    return train_one(dict(task.config), run_id=task.run_id, data_dir=task.data_dir, device=task.device,
+                     checkpoint=checkpoint)
 
 
 def _guarded(task: Task) -> Outcome:

@@ -7,6 +7,7 @@ Layout of a results folder:
     runs/<run_id>/config.json   the run's resolved config (its hash is the run id)
     runs/<run_id>/predictions.parquet   per-sample label, prediction, probability of the true label
     failed/<run_id>.json        the last error of a run that failed (removed once it succeeds)
+    checkpoints/<run_id>.pt     a run's state after its last finished epoch, while it trains (resume mid-run)
     .lock                       held (flock) by the sweep writing here
 
 A run folder is built under a temporary name and renamed into place, so a reader sees a whole run or none;
@@ -75,6 +76,7 @@ class ResultsFolder:
             raise UsageError(f"{self.path}: results folder is a file; give a folder path with --results")
         self.runs_dir = self.path / "runs"
         self.failed_dir = self.path / "failed"
+        self.checkpoint_dir = self.path / "checkpoints"  # written by the runs themselves, removed once stored
 
     # The lock ------------------------------------------------------------------------------------------
     def lock(self) -> _Lock:
@@ -155,6 +157,9 @@ class ResultsFolder:
         body = {"run_id": run_id, "label": label, "error": error, "traceback": tb, "attempts": attempts,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write_text(self.failed_dir / f"{run_id}.json", json.dumps(body, indent=1, sort_keys=True))
+
+    def remove_checkpoint(self, run_id: str) -> None:
+        (self.checkpoint_dir / f"{run_id}.pt").unlink(missing_ok=True)
 
     def clean_temporaries(self) -> None:
         """Remove half-written run folders left by a killed sweep (only ever called under the lock)."""

@@ -73,7 +73,8 @@ def run_sweep(
         pending = {r.run_id: r for r in the_plan.todo}
         attempts = {rid: 0 for rid in pending}
         while pending:
-            tasks = [Task(r.run_id, r.label, r.config, data_dir, device, threads) for r in pending.values()]
+            tasks = [Task(r.run_id, r.label, r.config, data_dir, device, threads, str(folder.checkpoint_dir))
+                     for r in pending.values()]
             for outcome in executor.map(tasks):
                 rid = outcome.task.run_id
                 attempts[rid] += 1
@@ -91,6 +92,7 @@ def run_sweep(
                         f"{summary.skipped + len(summary.trained)} finished runs are kept. Free space or fix the "
                         "folder, then run the same command again to train the rest") from None
                 if outcome.ok:
+                    folder.remove_checkpoint(rid)
                     summary.trained.append(rid)
                     summary.failed.pop(rid, None)
                     del pending[rid]

@@ -49,8 +49,15 @@ def train_one(
     data_dir: str | Path | None = None,
     device: str | torch.device | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> RunResult:
-    """Train and evaluate one run. `config` is a resolved run config (`classaudit.config.resolve`)."""
+    """Train and evaluate one run. `config` is a resolved run config (`classaudit.config.resolve`).
+
+    Writes nothing, unless `checkpoint` names a file: then the full training state is saved there after every
+    epoch, and a run that finds the file resumes from it, so a pre-empted job continues mid-run and ends with
+    exactly the result of an uninterrupted one. The file holds tensors and plain numbers only and is read with
+    torch.load(weights_only=True): nothing is unpickled.
+    """
     t_start = time.perf_counter()
     device = resolve_device(device)
     train_cfg, regs, seed = config["train"], config["regularizers"], int(config["seed"])
@@ -71,13 +78,21 @@ def train_one(
     optimizer, decay_group = _optimizer(model, train_cfg)
     schedule = _schedule(optimizer, train_cfg, steps_per_epoch * total_epochs)
 
-    curve = []
+    curve: list[dict[str, float]] = []
+    first_epoch = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        g.set_state(state["generator"])
+        first_epoch, curve = int(state["epoch"]), list(state["curve"])
     t_train = time.perf_counter()
-    for epoch in range(total_epochs):
+    for epoch in range(first_epoch, total_epochs):
         t_epoch = time.perf_counter()
-        if finetune and epoch == epochs:
+        if finetune and epoch >= epochs:
             freeze_backbone(model)  # second stage: only the head learns
-        active = {k: v["strength"] for k, v in regs.items() if epoch >= v["start_epoch"]}
+        active = active_regularizers(regs, epoch)
         if decay_group is not None:
             decay_group["weight_decay"] = active.get("weight_decay", 0.0)
         smoothing = active.get("label_smoothing", 0.0)
@@ -96,6 +111,10 @@ def train_one(
             loss_sum += loss.detach()
         curve.append({"epoch": epoch + 1, "train_loss": float(loss_sum) / max(steps_per_epoch, 1),
                       "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - t_epoch})
+        if checkpoint is not None:
+            _save_checkpoint(Path(checkpoint), {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "generator": g.get_state(), "epoch": epoch + 1, "curve": curve})
         if on_epoch is not None:
             on_epoch(epoch + 1, total_epochs)
     t_eval = time.perf_counter()
@@ -110,9 +129,22 @@ def train_one(
         curve=curve,
         timings={"data_seconds": t_data - t_start, "train_seconds": t_eval - t_train,
                  "eval_seconds": t_end - t_eval, "total_seconds": t_end - t_start,
-                 "train_images_per_second": steps_per_epoch * bs * total_epochs / max(t_eval - t_train, 1e-9)},
+                 "train_images_per_second": steps_per_epoch * bs * (total_epochs - first_epoch)
+                 / max(t_eval - t_train, 1e-9), "resumed_at_epoch": first_epoch},
         environment=environment(device),
     )
+
+
+def active_regularizers(regs: Mapping[str, Mapping[str, Any]], epoch: int) -> dict[str, float]:
+    """{name: strength} of the regularizers switched on at this (0-based) epoch."""
+    return {name: r["strength"] for name, r in regs.items() if epoch >= r["start_epoch"]}
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a kill mid-save leaves the previous epoch's checkpoint
 
 
 def augment_batch(x_uint8: torch.Tensor, y: torch.Tensor, num_classes: int, active: Mapping[str, float],

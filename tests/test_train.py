@@ -1,0 +1,88 @@
+"""Training: determinism, mid-run resume from a checkpoint, weight decay groups, label smoothing, timing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from classaudit.config import expand, parse_study
+from classaudit.train import _optimizer, active_regularizers, train_one
+
+
+def tiny_config(**train):
+    study = parse_study({
+        "study": {"name": "t", "seeds": [0]},
+        "dataset": {"name": "shapes", "val_fraction": 0.2,
+                    "options": {"n_train_per_class": 12, "n_test_per_class": 4, "size": 16}},
+        "model": {"name": "smallcnn", "options": {"width": 4}},
+        "train": {"epochs": 2, "batch_size": 32, **train},
+        "sweep": {"cutmix": {"strengths": [0.5]}, "label_smoothing": {"strengths": [0.1]}},
+    })
+    return [r for r in expand(study) if r.config["regularizers"]][0].config
+
+
+def test_same_config_same_result():
+    a, b = train_one(tiny_config()), train_one(tiny_config())
+    assert np.array_equal(a.splits["test"].pred, b.splits["test"].pred)
+    assert np.array_equal(a.splits["test"].p_true, b.splits["test"].p_true)
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
+    config = tiny_config(epochs=3)
+    whole = train_one(config)
+    ckpt = tmp_path / "run.pt"
+
+    class Preempted(Exception):
+        pass
+
+    def stop_after_two(epoch, total):
+        if epoch == 2:
+            raise Preempted
+
+    with pytest.raises(Preempted):
+        train_one(config, checkpoint=ckpt, on_epoch=stop_after_two)
+    assert ckpt.exists()
+    resumed = train_one(config, checkpoint=ckpt)
+    assert resumed.timings["resumed_at_epoch"] == 2
+    assert [c["train_loss"] for c in resumed.curve] == [c["train_loss"] for c in whole.curve]
+    assert np.array_equal(resumed.splits["test"].p_true, whole.splits["test"].p_true)
+
+
+def test_finetune_stage_trains_only_the_head():
+    result = train_one(tiny_config(epochs=1, finetune_epochs=1))
+    assert len(result.curve) == 2
+
+
+def test_weight_decay_goes_to_weights_only_unless_asked():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.LazyLinear(2))
+    model(torch.zeros(1, 3, 5, 5))
+    cfg = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "decay_norm_and_bias": False}
+    opt, decay = _optimizer(model, cfg)
+    assert {p.ndim for p in decay["params"]} == {2, 4}  # conv and linear weights
+    assert all(p.ndim == 1 for p in opt.param_groups[1]["params"])  # norm scales and biases
+    opt, decay = _optimizer(model, {**cfg, "decay_norm_and_bias": True})
+    assert len(opt.param_groups) == 1
+
+
+# Gradient 2, lr 0.1, decay 0.5, weight 1. SGD (coupled): w -= lr * (2 + 0.5 w) = 0.75. AdamW (decoupled):
+# w -= lr * 0.5 w, then Adam's first step moves by lr whatever the gradient's size: 1 - 0.05 - 0.1 = 0.85.
+@pytest.mark.parametrize("optimizer, expected", [("sgd", 0.75), ("adamw", 0.85)])
+def test_weight_decay_coupled_for_sgd_decoupled_for_adamw(optimizer, expected):
+    w = torch.nn.Parameter(torch.ones(2, 2))
+    model = torch.nn.Module()
+    model.w = w
+    cfg = {"optimizer": optimizer, "lr": 0.1, "momentum": 0.0 if optimizer == "sgd" else 0.9, "nesterov": False,
+           "decay_norm_and_bias": False}
+    opt, decay = _optimizer(model, cfg)
+    decay["weight_decay"] = 0.5
+    w.grad = torch.full_like(w, 2.0)
+    opt.step()
+    assert torch.allclose(w.detach(), torch.full((2, 2), expected))
+
+
+def test_active_regularizers_respect_start_epoch():
+    regs = {"crop": {"strength": 0.08, "start_epoch": 2}, "weight_decay": {"strength": 5e-4, "start_epoch": 0}}
+    assert active_regularizers(regs, 0) == {"weight_decay": 5e-4}
+    assert active_regularizers(regs, 2) == {"crop": 0.08, "weight_decay": 5e-4}
