@@ -125,11 +125,12 @@ def _hue(x, shift):
     if x.shape[1] == 1:
         return x
     r, g, b = x.unbind(1)
-    value, argmax = x.max(1)
-    chroma = value - x.min(1).values
+    # Channel-wise maximum/minimum are elementwise kernels; x.max(1) with indices is 10x slower on CPU.
+    value = torch.maximum(torch.maximum(r, g), b)
+    chroma = value - torch.minimum(torch.minimum(r, g), b)
     inv = 1.0 / chroma.clamp_min(1e-12)
-    sixths = torch.where(argmax == 0, (g - b) * inv, torch.where(argmax == 1, (b - r) * inv + 2, (r - g) * inv + 4))
-    sixths = (sixths + 6 * shift.view(-1, 1, 1)).remainder(6)
+    sixths = torch.where(value == r, (g - b) * inv, torch.where(value == g, (b - r) * inv + 2, (r - g) * inv + 4))
+    sixths = sixths + 6 * shift.view(-1, 1, 1)  # the one remainder below wraps it onto the circle
     k = (_HUE_OFFSETS.to(x.device, x.dtype) + sixths.unsqueeze(1)).remainder(6)
     return value.unsqueeze(1) - chroma.unsqueeze(1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
