@@ -57,6 +57,22 @@ def crop(x: torch.Tensor, scale: float, g: torch.Generator) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def translate(x: torch.Tensor, pixels: float, g: torch.Generator) -> torch.Tensor:
+    """Shift each image by its own whole number of pixels in [-s, s] along each axis, mirroring the border in
+    (the pad-and-crop of CIFAR training recipes). One grid_sample with nearest sampling at pixel centres, so
+    pixel values are copied exactly. s = 0 is the identity."""
+    s = int(pixels)
+    if s <= 0:
+        return x
+    n, (H, W) = x.shape[0], x.shape[-2:]
+    shift = torch.randint(-s, s + 1, (n, 2), generator=g, device=x.device).to(x.dtype)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 1, 1] = 1.0, 1.0
+    theta[:, 0, 2], theta[:, 1, 2] = 2 * shift[:, 0] / W, 2 * shift[:, 1] / H
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="reflection", align_corners=False)
+
+
 def crop_area(scale: float, n: int, g: torch.Generator) -> torch.Tensor:
     """The area fractions `crop` would draw for n images (same draws, for tests and documentation)."""
     w, h, ok = _boxes(n, scale, 1.0, (math.log(3 / 4), math.log(4 / 3)), g, "cpu")

@@ -19,6 +19,7 @@ EPILOG_SWEEP = """\b
 Examples:
   classaudit sweep studies/demo.toml
   classaudit sweep studies/demo.toml --epochs 1 --results /tmp/quick
+  classaudit sweep studies/cifar10_crop.toml --set model.name=smallcnn --set train.epochs=8
   classaudit sweep studies/cifar10_crop.toml --data-dir ~/data --workers 2
   classaudit sweep studies/cifar10_crop.toml --executor ray --address auto --gpus-per-run 0.5
   classaudit sweep studies/cifar10_crop.toml --executor slurm --partition gpu --gpus-per-run 1
@@ -82,7 +83,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Runs at once (local: processes, threads split between them; ray/slurm: max concurrent).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
-@click.option("--epochs", type=int, default=None, help="Override train.epochs (changes the run ids).")
+@click.option("--epochs", type=int, default=None, help="Override train.epochs (same as --set train.epochs=N).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a study field, e.g. --set model.options.width=32 (repeatable; changes the run ids).")
 @click.option("--retries", type=click.IntRange(0), default=0, show_default=True,
               help="Times a failed run is tried again within this sweep.")
 @click.option("--yes", is_flag=True, help="Run a study larger than its study.max_runs without asking.")
@@ -96,7 +99,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="slurm: where submitit keeps job files [default: <results>/slurm].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executor: str, workers: int, device: str,
-          epochs: int | None, retries: int, yes: bool, dry_run: bool, address, cpus_per_run, gpus_per_run,
+          epochs: int | None, sets: tuple[str, ...], retries: int, yes: bool, dry_run: bool, address, cpus_per_run, gpus_per_run,
           partition, time_limit, slurm_folder, no_progress: bool) -> None:
     """Train every run of a study that is not finished yet, and store per-class results.
 
@@ -106,9 +109,7 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
     from classaudit.config import load_study
     from classaudit.sweep import plan, run_sweep
 
-    study = load_study(study_file)
-    if epochs is not None:
-        study = study.with_overrides(epochs=epochs)
+    study = load_study(study_file, [*sets, *([f"train.epochs={epochs}"] if epochs is not None else [])])
     results = results or Path("results") / study.name
     the_plan = plan(study, results)
     if dry_run:

@@ -163,19 +163,6 @@ class Study:
     baseline: Mapping[str, float]
     axes: tuple[Axis, ...]
 
-    def with_overrides(self, **train_overrides: Any) -> Study:
-        """Return a copy with training fields replaced (e.g. epochs=1), validated like the file."""
-        problems: list[str] = []
-        train = dict(self.train)
-        for key, value in train_overrides.items():
-            if value is None:
-                continue
-            where = f"{self.path}: option --{key.replace('_', '-')}"
-            train[key] = _check_value(TRAIN_FIELDS[key], value, where, problems)
-        _check_start_epochs(self.path, self.axes, train, problems)
-        _raise(problems)
-        return dataclasses.replace(self, train=_frozen(train))
-
 
 @dataclass(frozen=True)
 class Point:
@@ -202,8 +189,9 @@ class Run:
 # Loading.
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and validate a study file. Raises UsageError listing every problem found."""
+def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Study:
+    """Read and validate a study file, with `KEY=VALUE` overrides (e.g. "train.epochs=8") applied first.
+    Raises UsageError listing every problem found."""
     path = Path(path)
     shown = str(path)
     if not path.exists():
@@ -218,7 +206,32 @@ def load_study(path: str | Path) -> Study:
         raise UsageError(f"{shown}: not valid TOML: {e}") from None
     except OSError as e:
         raise UsageError(f"{shown}: cannot be read: {e.strerror}") from None
-    return parse_study(raw, shown)
+    return parse_study(apply_overrides(raw, overrides), shown)
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """A copy of the parsed study with each "dotted.key=value" set; the value is read as TOML (8, 0.5, true,
+    [1, 2], "text"), or taken as a plain string when it is not TOML (cifar10). Validation happens after, so an
+    override is checked like the file itself."""
+    import copy
+
+    out = copy.deepcopy(dict(raw))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise UsageError(f"option --set: value {_show(item)} is not KEY=VALUE; e.g. --set train.epochs=8")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        table = out
+        for i, part in enumerate(parts[:-1]):
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise UsageError(f"option --set: {_show(item)}: '{'.'.join(parts[:i + 1])}' is not a table")
+        table[parts[-1]] = value
+    return out
 
 
 def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:

@@ -43,6 +43,11 @@ REGULARIZERS: dict[str, Regularizer] = {
             description="Random-resized crop, per image; 0.08 is the usual ImageNet default.",
         ),
         Regularizer(
+            "translate", "largest shift s in pixels: each image moves by a whole number of pixels in [-s, s] per axis",
+            off=0.0, low=0.0, high=64.0, low_open=False, stage="image",
+            description="Random translation with mirrored borders (pad-and-crop, the usual CIFAR baseline), per image.",
+        ),
+        Regularizer(
             "color_jitter", "SimCLR strength s: brightness, contrast, saturation 0.8 s; hue 0.2 s",
             off=0.0, low=0.0, high=2.5, low_open=False, stage="image",
             description="Colour distortion with factors drawn per image, applied in a random order per image.",

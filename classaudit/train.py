@@ -155,6 +155,7 @@ def augment_batch(x_uint8: torch.Tensor, y: torch.Tensor, num_classes: int, acti
     x = x_uint8.float().div_(255)
     if flip:
         x = augment.flip(x, g)
+    x = augment.translate(x, active.get("translate", 0.0), g)
     x = augment.crop(x, active.get("crop", 1.0), g)
     x = augment.color_jitter(x, active.get("color_jitter", 0.0), g)
     x = (x - mean) / std

@@ -22,6 +22,7 @@ def batch() -> torch.Tensor:
 
 IMAGE_OPS = {
     "crop": (lambda x, s, g: augment.crop(x, s, g), 1.0, 0.2),
+    "translate": (lambda x, s, g: augment.translate(x, s, g), 0.0, 4),
     "color_jitter": (lambda x, s, g: augment.color_jitter(x, s, g), 0.0, 1.0),
     "random_erasing": (lambda x, s, g: augment.random_erasing(x, s, g), 0.0, 1.0),
 }
@@ -171,3 +172,14 @@ def test_color_jitter_factors_are_per_image_and_within_range():
     assert factor.min() >= 1 - 0.4 - 1e-4 and factor.max() <= 1 + 0.4 + 1e-4
     assert abs(factor.mean().item() - 1.0) < 0.02
     assert math.isclose(factor.std().item(), 0.8 / math.sqrt(12), rel_tol=0.1)
+
+
+def test_translate_shifts_by_whole_pixels_within_range():
+    x = torch.zeros(2000, 1, 16, 16)
+    x[:, :, 8, 8] = 1.0  # one bright pixel
+    out = augment.translate(x, 3, gen(8))
+    pos = out.flatten(1).argmax(1)
+    dy, dx = pos // 16 - 8, pos % 16 - 8
+    assert (out.flatten(1).max(1).values == 1.0).all()  # copied exactly, not interpolated
+    assert dy.abs().max() == 3 and dx.abs().max() == 3
+    assert abs(dx.float().mean().item()) < 0.15 and abs(dx.abs().float().mean().item() - 12 / 7) < 0.1

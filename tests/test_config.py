@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from pathlib import Path
 
 import pytest
 
-from classaudit.config import expand, load_study, parse_study, run_id
+from classaudit.config import apply_overrides, expand, load_study, parse_study, run_id
 from classaudit.errors import UsageError
 from tests.conftest import TINY_STUDY
 
@@ -75,12 +76,12 @@ def error_of(raw) -> str:
     ({"model.name": "resnet5O"},
      "s.toml: field 'model.name': value \"resnet50_\" is not a known model"),
     ({"sweep.blur": {"strengths": [1.0]}},
-     "s.toml: field 'sweep.blur': value \"blur\" is not a known regularizer; allowed: crop, color_jitter, "
-     "random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set regularizer = \"...\" in the table to "
+     "s.toml: field 'sweep.blur': value \"blur\" is not a known regularizer; allowed: crop, translate, "
+     "color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set regularizer = \"...\" in the table to "
      "name the axis freely)"),
     ({"sweep.late": {"regularizer": "crpo", "strengths": [0.5]}},
      "s.toml: field 'sweep.late.regularizer': value \"crpo\" is not a known regularizer (did you mean \"crop\"?); "
-     "allowed: crop, color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set "
+     "allowed: crop, translate, color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set "
      "regularizer = \"...\" in the table to name the axis freely)"),
     ({"sweep.crop.start_epoch": 1},
      "s.toml: field 'sweep.crop.start_epoch': value 1 is not allowed; expected an epoch from 0 to 0 "
@@ -174,7 +175,7 @@ def test_run_id_changes_with_config_and_not_with_key_order():
     run = expand(study)[0]
     same = dict(reversed(list(run.config.items())))
     assert run_id(same) == run.run_id
-    longer = parse_study(BASE).with_overrides(epochs=2)
+    longer = parse_study(apply_overrides(BASE, ["train.epochs=2"]))
     assert {r.run_id for r in expand(longer)}.isdisjoint({r.run_id for r in expand(study)})
 
 
@@ -192,8 +193,24 @@ def test_study_is_frozen():
         study.train["epochs"] = 5  # type: ignore[index]
 
 
-def test_demo_study_is_valid():
-    from tests.conftest import ROOT
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_studies_are_valid(path):
+    study = load_study(path)
+    assert study.name == path.stem and expand(study)
 
-    study = load_study(ROOT / "studies" / "demo.toml")
-    assert study.dataset["name"] == "shapes"
+
+def test_overrides_are_validated_like_the_file(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(TINY_STUDY)
+    study = load_study(path, ["train.epochs=3", "model.options.width=8", "dataset.name=shapes",
+                              "sweep.crop.strengths=[1.0, 0.3]"])
+    assert study.train["epochs"] == 3 and study.model["options"]["width"] == 8
+    assert study.axes[0].strengths == (1.0, 0.3)
+    with pytest.raises(UsageError) as info:
+        load_study(path, ["train.epochs=0"])
+    assert str(info.value) == (f"{path}: field 'train.epochs': value 0 is not allowed; expected an integer >= 1")
+    with pytest.raises(UsageError, match="is not KEY=VALUE"):
+        load_study(path, ["train.epochs"])
+    with pytest.raises(UsageError, match="'train.epochs' is not a table"):
+        load_study(path, ["train.epochs.x=1"])
