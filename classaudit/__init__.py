@@ -28,10 +28,13 @@ _EXPORTS = {
     "regret": "classaudit.analysis",
     "harmed_fraction": "classaudit.analysis",
     "confusion_shift": "classaudit.analysis",
+    "absorbers": "classaudit.analysis",
     "false_positive_shift": "classaudit.analysis",
     "churn": "classaudit.analysis",
     "from_predictions": "classaudit.analysis",
     "write_report": "classaudit.report",
+    "build_report": "classaudit.report",
+    "status": "classaudit.store",
 }
 __all__ = ["__version__", *_EXPORTS]
 
