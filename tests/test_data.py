@@ -147,3 +147,16 @@ def test_image_folder_trains_on_real_cifar10(cifar_folder, tmp_path):
     assert len(test.label) == 10_000 and np.bincount(test.label).tolist() == [1000] * 10
     assert result.class_names[:3] == ["airplane", "automobile", "bird"]
     assert (test.pred == test.label).mean() > 0.25  # one epoch of a tiny CNN: well above chance (10%)
+
+
+def test_non_utf8_class_folder_names_are_kept_readable(tmp_path):
+    root = tmp_path / "imgs"
+    make_folder(root, ["ok", "second"])
+    for split in ("train", "test"):  # rename one class folder to bytes that are not UTF-8
+        import os
+
+        os.rename(root / split / "second", os.path.join(os.fsencode(root / split), b"caf\xe9"))
+    data = load_dataset({"name": "imagefolder", "val_fraction": 0.0, "options": {"root": str(root)}},
+                        data_dir=tmp_path)
+    assert data.class_names == ("caf\ufffd", "ok")
+    data.class_names[0].encode("utf-8")  # safe to store as JSON and show in a report

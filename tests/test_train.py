@@ -86,3 +86,24 @@ def test_active_regularizers_respect_start_epoch():
     regs = {"crop": {"strength": 0.08, "start_epoch": 2}, "weight_decay": {"strength": 5e-4, "start_epoch": 0}}
     assert active_regularizers(regs, 0) == {"weight_decay": 5e-4}
     assert active_regularizers(regs, 2) == {"crop": 0.08, "weight_decay": 5e-4}
+
+
+def test_label_smoothing_off_is_plain_cross_entropy_and_on_moves_epsilon_to_uniform():
+    from classaudit.train import _loss
+
+    logits = torch.randn(8, 5, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(8) % 5
+    model = torch.nn.Identity()
+    x = logits.view(8, 5, 1, 1)  # _loss makes the batch channels_last; an identity model returns it
+
+    def run(eps, target):
+        return _loss(lambda t: model(t).view(8, 5), x, target, eps, torch.device("cpu"))
+
+    plain = torch.nn.functional.cross_entropy(logits, y)
+    assert torch.equal(run(0.0, y), plain)
+    eps = 0.2
+    logp = logits.log_softmax(1)
+    manual = -((1 - eps) * logp.gather(1, y[:, None]).squeeze(1) + eps * logp.mean(1)).mean()
+    assert torch.allclose(run(eps, y), manual, atol=1e-6)
+    soft = torch.nn.functional.one_hot(y, 5).float()  # soft targets (after CutMix) take the same smoothing
+    assert torch.allclose(run(eps, soft), manual, atol=1e-6)
