@@ -184,6 +184,7 @@ def _print_table(results: Path) -> None:
     table = test.pivot_table(index="class_name", columns=["regularizer", "strength"], values="accuracy",
                              aggfunc="mean", sort=False) * 100
     table.loc["(mean)"] = table.mean()
+    table.columns = table.columns.set_levels([f"{v:g}" for v in table.columns.levels[1]], level=1)
     seeds = test.groupby(["regularizer", "strength"])["seed"].nunique()
     click.echo(f"\nTest accuracy per class, mean over seeds ({seeds.min()}-{seeds.max()} seeds per point), %:")
     import pandas as pd
