@@ -23,6 +23,7 @@ Examples:
   classaudit sweep studies/cifar10_crop.toml --data-dir ~/data --workers 2
   classaudit sweep studies/cifar10_crop.toml --executor ray --address auto --gpus-per-run 0.5
   classaudit sweep studies/cifar10_crop.toml --executor slurm --partition gpu --gpus-per-run 1
+  CLASSAUDIT_SLURM_CLUSTER=local classaudit sweep studies/demo.toml --executor slurm   # try it without Slurm
 """
 
 
@@ -91,10 +92,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--yes", is_flag=True, help="Run a study larger than its study.max_runs without asking.")
 @click.option("--dry-run", is_flag=True, help="List what would run; write nothing.")
 @click.option("--address", default=None, help="ray: cluster address (e.g. auto or ray://host:10001).")
-@click.option("--cpus-per-run", type=click.FloatRange(0), default=None, help="ray/slurm: CPUs per run.")
+@click.option("--cpus-per-run", type=click.FloatRange(0), default=None,
+              help="ray/slurm: CPUs per run, also its torch threads [default: 1].")
 @click.option("--gpus-per-run", type=click.FloatRange(0), default=None, help="ray/slurm: GPUs per run (ray allows 0.5).")
 @click.option("--partition", default=None, help="slurm: partition.")
-@click.option("--time-limit", type=click.IntRange(1), default=None, help="slurm: minutes per job.")
+@click.option("--time-limit", type=click.IntRange(1), default=None, help="slurm: minutes per run [default: 60].")
 @click.option("--slurm-folder", type=click.Path(path_type=Path), default=None,
               help="slurm: where submitit keeps job files [default: <results>/slurm].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

@@ -1,12 +1,13 @@
 """Cluster executors: run a sweep's tasks as Ray core tasks or as a Slurm job array (submitit).
 
-Results flow back to the driver. A worker trains one run and *returns* its RunResult; it writes nothing. The
-sweep process (the driver) is the single writer of the results folder, and writes each run atomically under
-the folder's lock as its outcome arrives. So resume, damaged-record detection and `classaudit status` work
-the same with every executor, the workers need no write access to (or even a view of) the results folder,
-and a worker killed mid-run leaves nothing half-written behind. What travels back is a pickled Outcome: a
+Results flow back to the driver. A worker trains one run and *returns* its RunResult; the sweep process (the
+driver) is the single writer of results, and writes each run atomically under the folder's lock as its outcome
+arrives. So resume, damaged-record detection and `classaudit status` work the same with every executor, and a
+worker killed mid-run leaves no half-written result behind. What travels back is a pickled Outcome: a
 RunResult holds numpy arrays, lists and dicts only (no torch tensors, nothing device-bound), a few hundred
-kilobytes for CIFAR-sized test sets.
+kilobytes for CIFAR-sized test sets. The one file a worker writes is its run's checkpoint
+(<results>/checkpoints/<run_id>.pt, an absolute path here), so a run continues mid-way after a kill or a
+pre-emption when the results folder is on a file system the nodes share; elsewhere only whole runs resume.
 
 Both executors follow LocalExecutor's contract: `map(tasks)` yields one Outcome per task in completion order,
 and a run that fails, in Python or by its worker dying (killed, out of memory, time limit), becomes an
@@ -103,6 +104,16 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
 
 
+def _for_worker(task: Task, threads: int) -> Task:
+    """The task as a worker elsewhere needs it: its thread count, and paths that do not depend on its cwd."""
+    return dataclasses.replace(task, threads=threads, data_dir=_absolute(task.data_dir),
+                               checkpoint_dir=_absolute(task.checkpoint_dir))
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
+
+
 def run_task(task: Task) -> Outcome:
     """What a Ray worker runs (its process title reads `ray::run_task` meanwhile)."""
     return _guarded(task)
@@ -141,15 +152,20 @@ class RayExecutor:
         try:
             ray.init(address=self.address, logging_level=logging.WARNING)
         except (ConnectionError, ValueError) as e:
-            raise UsageError(f"--executor ray: cannot connect to a Ray cluster "
-                             f"{f'at {self.address}' if self.address else 'on this machine'} ({_first_line(e)}); "
-                             "start one with `ray start --head`, or check --address") from None
+            where = f"at {self.address}" if self.address else "on this machine"
+            if _wants_token(e):
+                fix = ("the cluster wants its token: set RAY_AUTH_MODE=token, with the token in ~/.ray/auth_token or "
+                       "RAY_AUTH_TOKEN")
+            else:
+                fix = "start one with `ray start --head`, or check --address"
+            raise UsageError(f"--executor ray: cannot connect to a Ray cluster {where} ({_first_line(e)}); {fix}") \
+                from None
         self._owns_connection = True
 
     def map(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
         import ray
 
-        queue = [dataclasses.replace(t, threads=self.threads) for t in tasks]
+        queue = [_for_worker(t, self.threads) for t in tasks]
         if not queue:
             return
         self.connect()
@@ -180,6 +196,15 @@ class RayExecutor:
             if self._owns_connection:  # a Ray we started (or joined) goes with us; one we found stays
                 ray.shutdown()
                 self._owns_connection = False
+
+
+def _wants_token(e: BaseException) -> bool:
+    """Whether connecting failed on Ray's token authentication (Ray reports it as text in a chained error)."""
+    while e is not None:
+        if "AuthenticationError" in str(e) or "InvalidAuthToken" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _check_reachable(address: str | None) -> None:
@@ -259,7 +284,7 @@ class SlurmExecutor:
         return ex
 
     def map(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
-        queue = [dataclasses.replace(t, threads=self.threads) for t in tasks]
+        queue = [_for_worker(t, self.threads) for t in tasks]
         if not queue:
             return
         ex = self._executor()

@@ -499,8 +499,13 @@ def resolve(study: Study, settings: Mapping[str, tuple[float, int]], seed: int) 
     regs.update(settings)
     on = {reg: {"strength": s, "start_epoch": e} for reg, (s, e) in sorted(regs.items())
           if s != REGULARIZERS[reg].off}
+    dataset = _thaw(study.dataset)
+    if dataset["name"] == "shapes":  # generated data: its generator's version is part of what was trained on
+        from classaudit.shapes import VERSION
+
+        dataset["generator_version"] = VERSION
     return {
-        "dataset": _thaw(study.dataset),
+        "dataset": dataset,
         "model": _thaw(study.model),
         "train": _thaw(study.train),
         "regularizers": on,

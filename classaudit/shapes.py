@@ -43,6 +43,9 @@ _HUES = {"red": 0.0, "yellow": 1 / 6, "green": 2 / 6}
 _ASPECT = 1.25  # wide and tall rectangles: well within the 4/3 stretch of a crop
 _LOG_SLOPE = 0.12  # log tan of the diagonals: 41.6 vs 48.4 degrees, within a crop's stretch (log 4/3 = 0.29)
 _NOISE = 0.05  # per-pixel Gaussian noise, so that no class is trivially separable by one pixel
+# Part of every shapes run's config (so of its run id): bump it whenever the images a seed gives change, so
+# results of the old images are never mixed with new ones.
+VERSION = 1
 TEST_SEED_OFFSET = 1_000_003  # the test split is generate(..., seed + TEST_SEED_OFFSET): an independent stream
 _SUPERSAMPLE = 2  # draw at 2x and average down: anti-aliased edges
 

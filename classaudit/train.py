@@ -11,6 +11,7 @@ import json
 import math
 import platform
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -111,10 +112,10 @@ def train_one(
             loss_sum += loss.detach()
         curve.append({"epoch": epoch + 1, "train_loss": float(loss_sum) / max(steps_per_epoch, 1),
                       "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - t_epoch})
-        if checkpoint is not None:
-            _save_checkpoint(Path(checkpoint), {
+        if checkpoint is not None and not _save_checkpoint(Path(checkpoint), {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "generator": g.get_state(), "epoch": epoch + 1, "curve": curve})
+                "generator": g.get_state(), "epoch": epoch + 1, "curve": curve}):
+            checkpoint = None
         if on_epoch is not None:
             on_epoch(epoch + 1, total_epochs)
     t_eval = time.perf_counter()
@@ -140,11 +141,19 @@ def active_regularizers(regs: Mapping[str, Mapping[str, Any]], epoch: int) -> di
     return {name: r["strength"] for name, r in regs.items() if epoch >= r["start_epoch"]}
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> bool:
+    """Save atomically (a kill mid-save leaves the previous epoch's file). A checkpoint is a convenience: where
+    it cannot be written (a worker node without the shared folder) the run goes on without, with a warning."""
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a kill mid-save leaves the previous epoch's checkpoint
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp)
+        tmp.replace(path)
+    except OSError as e:
+        warnings.warn(f"{path}: cannot write the checkpoint ({e.strerror or e}); this run continues without "
+                      "mid-run resume", RuntimeWarning, stacklevel=2)
+        return False
+    return True
 
 
 def augment_batch(x_uint8: torch.Tensor, y: torch.Tensor, num_classes: int, active: Mapping[str, float],

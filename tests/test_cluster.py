@@ -28,6 +28,7 @@ from classaudit import cluster
 from classaudit.cli import cli
 from classaudit.config import load_study
 from classaudit.errors import UsageError
+from classaudit.executors import Task
 from classaudit.store import ResultsFolder, load_predictions, load_results
 from classaudit.sweep import run_sweep
 from tests.conftest import TINY_STUDY
@@ -206,6 +207,15 @@ def test_slurm_without_slurm_says_how_to_run_locally(monkeypatch, runner, tiny_s
         cluster.make("slurm", workers=1)
 
 
+def test_workers_get_absolute_paths_and_the_reserved_cpus_as_threads(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # relative paths mean nothing in a worker elsewhere, with another cwd
+    task = Task("r", "label", {}, data_dir="data", threads=None, checkpoint_dir="results/checkpoints")
+    sent = cluster._for_worker(task, 3)
+    assert (sent.data_dir, sent.checkpoint_dir, sent.threads) == (
+        str(tmp_path / "data"), str(tmp_path / "results" / "checkpoints"), 3)
+    assert cluster._for_worker(dataclasses.replace(task, data_dir=None), 1).data_dir is None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -227,8 +237,8 @@ def test_ray_address_nobody_answers_at_is_a_usage_error(monkeypatch, runner, tin
 
 @pytest.fixture(scope="module")
 def ray_head():
-    """`ray start --head` with 2 CPUs on 127.0.0.1, in its own session. Afterwards every
-    process of that session (head, raylet, workers) is stopped, and checked to be gone."""
+    """`ray start --head` with 2 CPUs on 127.0.0.1, in its own session. Afterwards every process of that
+    session (head, GCS, raylet, workers) is stopped, by pid, and checked to be gone."""
     ray = pytest.importorskip("ray")
     if ray._private.ray_constants.ENABLE_RAY_CLUSTER:  # Ray was imported before this module set the variable
         pytest.skip("Ray was imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set; it would leave loopback")
@@ -241,35 +251,52 @@ def ray_head():
     command = [str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
                "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
                f"--object-store-memory={100 * 2**20}", *(f"--{k}={v}" for k, v in ports.items())]
+    # No token authentication on this loopback-only node, whatever ~/.ray/auth_token holds: with a token there,
+    # `ray start` turns it on, and drivers would need RAY_AUTH_MODE=token.
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
     log = open(Path(temp) / "head.log", "wb")
     head = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+                            env={**os.environ, **env})
     address = f"127.0.0.1:{ports['port']}"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_AUTH_MODE", "disabled")
     try:
         deadline = time.monotonic() + 120
-        while True:  # ready once a driver can connect and sees the 2 CPUs
+
+        def wait_for(what, ready) -> None:
+            while not ready():
+                if head.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"ray head: no {what}: {(Path(temp) / 'head.log').read_text()[-2000:]}")
+                time.sleep(0.3)
+
+        def listening() -> bool:  # ray.init would wait for ever on a port nobody listens at
             try:
-                ray.init(address=address, logging_level="WARNING")
-                ready = ray.cluster_resources().get("CPU") == 2
-                ray.shutdown()
-                if ready:
-                    break
-            except ConnectionError:
-                pass
-            if head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray head did not start: {(Path(temp) / 'head.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+                socket.create_connection(("127.0.0.1", ports["port"]), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for("GCS listening", listening)
+        ray.init(address=address, logging_level="WARNING")
+        try:
+            wait_for("2 CPUs registered", lambda: ray.cluster_resources().get("CPU") == 2)
+        finally:
+            ray.shutdown()
         yield RayHead(address, head.pid)
     finally:
         if ray.is_initialized():
             ray.shutdown()
+        patch.undo()
         head.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
         try:
             head.wait(20)
         except subprocess.TimeoutExpired:
             pass
         for pid in _alive_in_session(head.pid):  # what it did not stop in time, by pid: all of it is ours
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         head.kill()
         head.wait()
         log.close()
