@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16, help="small CNN width (the demo's is 16)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=30, help="alternating timings per contender; the median counts")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from torchvision.transforms import v2
@@ -86,7 +86,7 @@ def main() -> None:
             opt.step()
         return run
 
-    for _ in range(2):
+    for _ in range(5):  # warm-up: oneDNN picks its kernels on the first calls
         step(plain)(), step(heavy)()
     t_plain, t_heavy = [], []
     for _ in range(args.repeats):
