@@ -141,7 +141,7 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         done = len(p.runs) - len(p.todo)
         click.echo(f"{study.name}: {len(p.runs)} runs, {done} finished, {len(p.todo)} to train "
                    f"({executor}, {workers} worker{'s' if workers > 1 else ''}) -> {results}", err=True)
-        for rid, problem in sorted(p.corrupt.items()):
+        for problem in sorted(p.corrupt.values()):
             click.echo(f"  damaged record, will re-train: {problem}", err=True)
         if p.stale:
             click.echo(f"  {len(p.stale)} finished run(s) in {results} belong to an earlier version of the study "

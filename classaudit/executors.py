@@ -107,7 +107,7 @@ class LocalExecutor:
                             broken = True
                             yield Outcome(task, error="worker process died (killed or out of memory)")
                 if broken:  # every other task the dead pool held failed with it
-                    for fut, task in futures.items():
+                    for task in futures.values():
                         yield Outcome(task, error="worker process died (killed or out of memory)")
                     futures = {}
             finally:
