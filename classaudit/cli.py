@@ -163,6 +163,13 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         summary = run_sweep(study, results, ex, data_dir=str(data_dir) if data_dir else None,
                             device=None if device == "auto" else device, workers=workers, retries=retries,
                             confirm_large=yes, on_start=on_start, on_outcome=on_outcome)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+            bar = None
+        click.echo(f"\nInterrupted. Every finished run is kept in {results}; run the same command to continue "
+                   "(runs in flight resume from their last finished epoch).", err=True)
+        sys.exit(130)
     finally:
         if bar is not None:
             bar.close()
