@@ -403,3 +403,24 @@ def test_page_renders_in_headless_chromium(built, tmp_path):
     keep = os.environ.get("CLASSAUDIT_SCREENSHOT")  # set it to look at the page: CLASSAUDIT_SCREENSHOT=/tmp/r.png
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_where_predictions_went_when_validation_keeps_the_regularizer_off():
+    """Off is chosen (best validation accuracy), yet strength 0.5 harms class 0: the report still shows where
+    class 0's predictions went at 0.5, and says that strength was not chosen."""
+    rows = []
+    for strength in (1.0, 0.5):
+        for seed in range(5):
+            for split in ("val", "test"):
+                for label in (0, 1, 2):
+                    # Off: 90 + seed of 100 right per class. At 0.5, class 0 falls to 60 + seed, lost to class 1.
+                    right = 60 + seed if (strength == 0.5 and label == 0) else 90 + seed
+                    wrong = 1 if label == 0 else 0
+                    for i in range(100):
+                        rows.append((strength, seed, split, label, label if i < right else wrong, i + 100 * label))
+    frame = pd.DataFrame(rows, columns=["strength", "seed", "split", "label", "pred", "index"])
+    frame["regularizer"] = "crop"
+    results, predictions = ca.from_predictions(frame, off={"crop": 1.0}, index="index", return_predictions=True)
+    report = build_report((results, predictions))
+    assert [(d.change.name, d.strength, d.chosen) for d in report.details] == [("0", 0.5, False)]
+    assert report.details[0].absorbers[0].name == "1"

@@ -63,7 +63,10 @@ class Computed:
     difference: pd.DataFrame  # every non-off strength against off
     harmed_fraction: pd.DataFrame
     regret: pd.DataFrame
-    confusion_shift: pd.DataFrame | None  # at each regularizer's chosen strength (off chosen: none)
+    # The strength each regularizer's "where did the predictions go" looks at: the chosen one, or, where
+    # cross-validation keeps the regularizer off, the strength that harms the most classes (None: none harms).
+    focus: dict[str, float | None]
+    confusion_shift: pd.DataFrame | None  # at each regularizer's focus strength
     absorbers: pd.DataFrame | None
     false_positive_shift: pd.DataFrame | None
     churn: pd.DataFrame | None
@@ -131,6 +134,7 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
     harmed = analysis.harmed_fraction(difference)
     regret = analysis.regret(results, strength=at_chosen)
 
+    focus = {r: _focus(at_chosen[r], off[r], harmed[harmed["regularizer"] == r]) for r in regularizers}
     shifts, absorbed, false_pos = [], [], []
     churn = churn_by_class = None
     if predictions is not None:
@@ -140,8 +144,8 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
         test = predictions.loc[predictions["split"] == "test", list(PREDICTION_COLUMNS)]
         per_regularizer = dict(tuple(test.groupby("regularizer", sort=False)))
         for r in regularizers:
-            s = at_chosen[r]
-            if np.isclose(s, off[r], rtol=1e-9, atol=0) or r not in per_regularizer:
+            s = focus[r]
+            if s is None or r not in per_regularizer:
                 continue
             axis = per_regularizer[r]
             shifts.append(analysis.confusion_shift(axis, regularizer=r, strength=s))
@@ -159,11 +163,23 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
         skipped=skipped, regularizers=regularizers, off=off, order=order,
         class_names={int(k): str(v) for k, v in names.items()},
         by_class=by_class, overall=overall, overall_val=overall_val, chosen=chosen, difference=difference,
-        harmed_fraction=harmed, regret=regret,
+        harmed_fraction=harmed, regret=regret, focus=focus,
         confusion_shift=_concat(shifts, predictions), absorbers=_concat(absorbed, predictions),
         false_positive_shift=_concat(false_pos, predictions), churn=churn, churn_by_class=churn_by_class,
         runs=runs, missing=missing, notes=notes,
     )
+
+
+def _focus(chosen: float, off: float, harmed: pd.DataFrame) -> float | None:
+    """The chosen strength when it is not off; else the strength harming the most classes (ties: the one
+    farthest from off), so a sweep whose regularizer validation keeps off still shows where harm goes."""
+    if not np.isclose(chosen, off, rtol=1e-9, atol=0):
+        return chosen
+    harming = harmed[harmed["n_harmed"] > 0]
+    if not len(harming):
+        return None
+    best = harming.assign(far=(harming["strength"] - off).abs()).sort_values(["n_harmed", "far"]).iloc[-1]
+    return float(best["strength"])
 
 
 def _concat(parts: list[pd.DataFrame], predictions: pd.DataFrame | None) -> pd.DataFrame | None:

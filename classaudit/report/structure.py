@@ -109,6 +109,7 @@ class Absorber:
 class HarmedDetail:
     regularizer: str
     strength: float
+    chosen: bool  # the chosen strength (else the strength that harms most, validation keeping it off)
     change: ClassChange
     absorbers: tuple[Absorber, ...]
     churn_off: float
@@ -172,7 +173,7 @@ def build(computed: Computed, *, title: str | None = None) -> Report:
     c = computed
     harmed_at_chosen = _at_chosen(c)
     headlines = tuple(_headline(c, r, harmed_at_chosen) for r in c.regularizers)
-    details, omitted = _details(c, harmed_at_chosen)
+    details, omitted = _details(c, _at_focus(c))
     runs_table, runs_shared = _runs_table(c)
     return Report(
         title=title or f"classaudit report: {c.inputs.study}",
@@ -198,7 +199,7 @@ def build(computed: Computed, *, title: str | None = None) -> Report:
         details=details,
         details_omitted=omitted,
         has_predictions=c.inputs.predictions is not None,
-        shapes=_shapes(c, harmed_at_chosen),
+        shapes=_shapes(c, _at_focus(c)),
         shapes_size=_shapes_size(c),
         runs_table=runs_table,
         runs_shared=runs_shared,
@@ -217,6 +218,15 @@ def _at_chosen(c: Computed) -> pd.DataFrame:
         return c.difference
     chosen = dict(zip(c.chosen["regularizer"], c.chosen["chosen_strength"]))
     target = c.difference["regularizer"].map(chosen).astype(float)
+    return c.difference[np.isclose(c.difference["strength"], target, rtol=1e-9, atol=0)]
+
+
+def _at_focus(c: Computed) -> pd.DataFrame:
+    """The difference rows at each regularizer's focus strength (see Computed.focus)."""
+    focus = {r: s for r, s in c.focus.items() if s is not None}
+    if not len(c.difference) or not focus:
+        return c.difference.iloc[0:0]
+    target = c.difference["regularizer"].map(focus).astype(float)
     return c.difference[np.isclose(c.difference["strength"], target, rtol=1e-9, atol=0)]
 
 
@@ -346,7 +356,7 @@ def _tradeoff_table(c: Computed) -> Table:
                           Column("best \u2212 worst", "pts")), rows=tuple(rows))
 
 
-def _details(c: Computed, at_chosen: pd.DataFrame) -> tuple[tuple[HarmedDetail, ...], int]:
+def _details(c: Computed, at_focus: pd.DataFrame) -> tuple[tuple[HarmedDetail, ...], int]:
     if c.inputs.predictions is None:
         return (), 0
     out, omitted = [], 0
@@ -354,16 +364,16 @@ def _details(c: Computed, at_chosen: pd.DataFrame) -> tuple[tuple[HarmedDetail, 
     churn = c.churn_by_class.set_index(["regularizer", "strength", "class_id"])["churn"] \
         if c.churn_by_class is not None else pd.Series(dtype=float)
     for r in c.regularizers:
-        rows = at_chosen[(at_chosen["regularizer"] == r) & at_chosen["harmed"].astype(bool)]
+        rows = at_focus[(at_focus["regularizer"] == r) & at_focus["harmed"].astype(bool)]
         rows = rows.sort_values(["delta", "class_id"])
         omitted += max(0, len(rows) - MAX_DETAILS)
-        s, off = c.chosen_strength(r), c.off[r]
+        s, off = c.focus[r], c.off[r]
         absorbers = c.absorbers[c.absorbers["regularizer"] == r] if c.absorbers is not None else None
         for row in rows.head(MAX_DETAILS).itertuples(index=False):
             k = int(row.class_id)
             mine = absorbers[absorbers["class_id"] == k] if absorbers is not None else pd.DataFrame()
             out.append(HarmedDetail(
-                regularizer=r, strength=s, change=_change(row),
+                regularizer=r, strength=s, chosen=not c.chosen_is_off(r), change=_change(row),
                 absorbers=tuple(Absorber(name=c.class_names.get(int(a.predicted_id), str(a.predicted_id)),
                                          rate_off=a.rate_off, rate=a.rate, delta=a.delta,
                                          share_of_loss=a.share_of_loss) for a in mine.itertuples(index=False)),
@@ -392,18 +402,19 @@ def _shapes_size(c: Computed) -> int:
     return int(options.get("size", 32))
 
 
-def _shapes(c: Computed, at_chosen: pd.DataFrame) -> tuple[ShapesClass, ...]:
+def _shapes(c: Computed, at_focus: pd.DataFrame) -> tuple[ShapesClass, ...]:
     dataset = c.inputs.dataset
     if not dataset or dataset.get("name") != "shapes":
         return ()
     options = dataset.get("options") or {}
     images, labels = shapes.generate(SHAPES_EXAMPLES, int(options.get("size", 32)),
                                      int(options.get("seed", 0)) + shapes.TEST_SEED_OFFSET)
-    harmed = at_chosen[at_chosen["harmed"].astype(bool)]
+    harmed = at_focus[at_focus["harmed"].astype(bool)]
     out = []
     for label, name in enumerate(shapes.CLASSES):
         mine = harmed[harmed["class_name"] == name]
-        found = ", ".join(f"{row.regularizer} ({fmt.points(row.delta)})" for row in mine.itertuples(index=False))
+        found = ", ".join(f"{row.regularizer} {fmt.strength(row.strength)} ({fmt.points(row.delta)})"
+                          for row in mine.itertuples(index=False))
         cue = shapes.CUES[name]
         out.append(ShapesClass(name=name, cue=cue, expected=", ".join(shapes.SENSITIVE_TO[cue]) or "none",
                                harmed_by=found or "none",
