@@ -184,6 +184,8 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
 
 def _print_table(results: Path) -> None:
     """Mean test accuracy per class (rows) at each axis and strength (columns), in percent."""
+    import pandas as pd
+
     from classaudit.store import load_results
 
     frame = load_results(results)
@@ -195,9 +197,8 @@ def _print_table(results: Path) -> None:
     table.loc["(mean)"] = table.mean()
     table.columns = table.columns.set_levels([f"{v:g}" for v in table.columns.levels[1]], level=1)
     seeds = test.groupby(["regularizer", "strength"])["seed"].nunique()
-    click.echo(f"\nTest accuracy per class, mean over seeds ({seeds.min()}-{seeds.max()} seeds per point), %:")
-    import pandas as pd
-
+    count = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+    click.echo(f"\nTest accuracy per class, mean over seeds ({count} per point), %:")
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.1f}".format):
         click.echo(table.to_string())
 
