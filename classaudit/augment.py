@@ -97,25 +97,6 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * r + 0.587 * gr + 0.114 * b).unsqueeze(1)
 
 
-def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """Batched RGB -> HSV, each channel in [0, 1] (hue as a fraction of the colour circle)."""
-    r, g, b = x.unbind(1)
-    v, _ = x.max(1)
-    c = v - x.min(1).values
-    s = torch.where(v > 0, c / v.clamp_min(1e-12), torch.zeros_like(v))
-    safe_c = c.clamp_min(1e-12)
-    h = torch.where(v == r, ((g - b) / safe_c) % 6, torch.where(v == g, (b - r) / safe_c + 2, (r - g) / safe_c + 4))
-    h = torch.where(c > 0, h / 6, torch.zeros_like(h)) % 1.0
-    return torch.stack([h, s, v], 1)
-
-
-def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    """Batched HSV -> RGB, the inverse of rgb_to_hsv."""
-    h, s, v = x.unbind(1)
-    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], 1)
-    return v.unsqueeze(1) - (v * s).unsqueeze(1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
-
-
 def _brightness(x, f):
     return (x * f).clamp(0, 1)
 
@@ -135,9 +116,10 @@ def _saturation(x, f):
 def _hue(x, shift):
     """Rotate hue by `shift` turns, keeping HSV saturation and value exactly.
 
-    rgb_to_hsv followed by hsv_to_rgb, fused: value (max) and chroma (max - min) are kept, only the position
-    on the colour circle moves, and no saturation is computed (hsv_to_rgb needs only value * saturation =
-    chroma). About half the tensor operations of the two-step version."""
+    RGB -> HSV -> RGB fused into one pass: value (max) and chroma (max - min) are kept, only the position on
+    the colour circle moves, and no saturation is computed (the way back needs only value * saturation =
+    chroma). About half the tensor operations of the two-step version; the tests check it against
+    matplotlib's conversions."""
     if x.shape[1] == 1:
         return x
     r, g, b = x.unbind(1)

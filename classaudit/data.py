@@ -150,7 +150,7 @@ def _load_torchvision(name: str, data_dir: Path, download: bool):
 
 def _tv_arrays(ds) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(ds.data)
-    y = np.asarray(getattr(ds, "targets", None) if hasattr(ds, "targets") else ds.labels, dtype=np.int64)
+    y = np.asarray(ds.targets if hasattr(ds, "targets") else ds.labels, dtype=np.int64)  # SVHN says labels
     if x.ndim == 3:  # MNIST-style [N, H, W]
         x = x[:, None]
     elif x.shape[-1] == 3:  # CIFAR-style [N, H, W, C]

@@ -143,15 +143,28 @@ def test_flip_rate():
     assert abs(flipped - 0.5) < 0.04
 
 
-def test_hsv_round_trip():
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """HSV of [N, 3, H, W] images by matplotlib: an independent reference for the fused hue rotation."""
+    from matplotlib.colors import rgb_to_hsv as mpl
+
+    return torch.from_numpy(mpl(x.permute(0, 2, 3, 1).double().numpy())).permute(0, 3, 1, 2)
+
+
+def test_hue_rotation_equals_hsv_round_trip_by_matplotlib():
+    from matplotlib.colors import hsv_to_rgb
+
     x = torch.rand(16, 3, 8, 8, generator=gen(2))
-    assert torch.allclose(augment.hsv_to_rgb(augment.rgb_to_hsv(x)), x, atol=1e-5)
+    shift = torch.rand(16, generator=gen(3)) - 0.5
+    hsv = rgb_to_hsv(x)
+    hsv[:, 0] = (hsv[:, 0] + shift.double().view(-1, 1, 1)) % 1.0
+    expected = torch.from_numpy(hsv_to_rgb(hsv.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2).float()
+    assert torch.allclose(augment._hue(x, shift.view(-1, 1, 1, 1)), expected, atol=1e-5)
 
 
 def test_hue_only_jitter_rotates_hue_and_keeps_value_and_saturation():
     x = torch.rand(256, 3, 8, 8, generator=gen(3)) * 0.8 + 0.1
     out = augment.color_jitter(x, 2.0, gen(4), hue_only=True)
-    hsv_in, hsv_out = augment.rgb_to_hsv(x), augment.rgb_to_hsv(out)
+    hsv_in, hsv_out = rgb_to_hsv(x), rgb_to_hsv(out)
     assert torch.allclose(hsv_in[:, 2], hsv_out[:, 2], atol=1e-5)  # value kept
     assert torch.allclose(hsv_in[:, 1], hsv_out[:, 1], atol=1e-4)  # saturation kept
     shift = (hsv_out[:, 0] - hsv_in[:, 0]) % 1.0
