@@ -29,8 +29,9 @@ except ModuleNotFoundError:  # Python 3.10
 DESIGNS = ("one_at_a_time", "factorial")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
+TTA_MODES = ("none", "flip", "flip_translate")  # test-time augmentation: logits averaged over the views
 TORCHVISION_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn")
-BUILTIN_MODELS = ("smallcnn", "cifar_resnet18")
+BUILTIN_MODELS = ("smallcnn", "airbench", "cifar_resnet18")
 # Names end up in folder names and reports: keep them to characters that are safe everywhere.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAME_ALLOWED = "1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
@@ -107,6 +108,7 @@ MODEL_FIELDS = {"name": Spec(str), "options": Spec(dict, {})}
 MODEL_OPTIONS: dict[str, dict[str, Spec]] = {
     "smallcnn": {"width": _int(1, 1024, 64)},
     "cifar_resnet18": {"width": _int(1, 1024, 64)},
+    "airbench": {"width": _int(1, 1024, 64)},
     "torchvision": {"pretrained": BOOL, "freeze_backbone": BOOL},
 }
 TRAIN_FIELDS = {
@@ -122,6 +124,7 @@ TRAIN_FIELDS = {
     "warmup_fraction": _float(0.0, 1.0, 0.25, high_open=True),
     "flip": Spec(bool, True, None, "true or false"),
     "decay_norm_and_bias": BOOL,
+    "tta": _choice(TTA_MODES, "none"),
 }
 AXIS_FIELDS = {
     "regularizer": Spec(str, ""),  # "" means: the axis' own name

@@ -70,6 +70,8 @@ def train_one(
     model = build_model(config["model"], data.num_classes, data.shape[0]).to(device, memory_format=torch.channels_last)
     g = torch.Generator(device=device).manual_seed(seed)
     mean, std = _channel_stats(data.train_x, device)
+    if hasattr(model, "init_from_data"):  # data-dependent initialisation (airbench's whitening stem)
+        model.init_from_data((data_dev.train_x[:5000].float() / 255 - mean) / std)
 
     epochs, finetune = train_cfg["epochs"], train_cfg["finetune_epochs"]
     total_epochs = epochs + finetune
@@ -119,7 +121,8 @@ def train_one(
         if on_epoch is not None:
             on_epoch(epoch + 1, total_epochs)
     t_eval = time.perf_counter()
-    splits = {s: evaluate(model, *data_dev.split(s), mean, std, train_cfg["eval_batch_size"], device)
+    splits = {s: evaluate(model, *data_dev.split(s), mean, std, train_cfg["eval_batch_size"], device,
+                          tta=train_cfg["tta"])
               for s in ("val", "test") if data_dev.split(s)[0].shape[0]}
     t_end = time.perf_counter()
     return RunResult(
@@ -178,29 +181,39 @@ def augment_batch(x_uint8: torch.Tensor, y: torch.Tensor, num_classes: int, acti
 
 
 def _loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, smoothing: float, device: torch.device):
+    # cross_entropy takes class indices or probabilities, and applies label smoothing to either.
+    return F.cross_entropy(_logits(model, x, device), target, label_smoothing=smoothing)
+
+
+def _logits(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     x = x.contiguous(memory_format=torch.channels_last)
     if device.type == "cuda":
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(x)
-    else:
-        logits = model(x)
-    # cross_entropy takes class indices or probabilities, and applies label smoothing to either.
-    return F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
+            return model(x).float()
+    return model(x).float()
+
+
+def _tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
+    """The views whose logits are averaged: the image; its mirror ("flip"); and both shifted by one pixel
+    up-left and down-right with edge padding ("flip_translate", as airbench's test-time augmentation)."""
+    views = [x] if tta == "none" else [x, x.flip(3)]
+    if tta == "flip_translate":
+        padded = F.pad(torch.cat(views), (1, 1, 1, 1), mode="replicate")
+        h, w = x.shape[2:]
+        views += list(padded[:, :, :h, :w].chunk(2)) + list(padded[:, :, 2:, 2:].chunk(2))
+    return views
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, mean, std, batch_size: int,
-             device: torch.device) -> SplitPredictions:
+             device: torch.device, tta: str = "none") -> SplitPredictions:
     model.eval()
     preds, p_true = [], []
     for i in range(0, x_all.shape[0], batch_size):
-        x = ((x_all[i:i + batch_size].float().div_(255) - mean) / std).contiguous(memory_format=torch.channels_last)
-        if device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = model(x)
-        else:
-            logits = model(x)
-        prob = logits.float().softmax(1)
+        x = (x_all[i:i + batch_size].float().div_(255) - mean) / std
+        views = _tta_views(x, tta)
+        logits = sum(_logits(model, v, device) for v in views) / len(views)
+        prob = logits.softmax(1)
         preds.append(prob.argmax(1))
         p_true.append(prob.gather(1, y_all[i:i + batch_size, None]).squeeze(1))
     return SplitPredictions(

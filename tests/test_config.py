@@ -43,7 +43,7 @@ def error_of(raw) -> str:
     ({"train.epoch": 3},
      "s.toml: field 'train.epoch': unknown key (did you mean \"epochs\"?); allowed: batch_size, "
      "decay_norm_and_bias, epochs, eval_batch_size, finetune_epochs, flip, lr, momentum, nesterov, optimizer, "
-     "schedule, warmup_fraction"),
+     "schedule, tta, warmup_fraction"),
     ({"dataset.name": "cifar11"},
      "s.toml: field 'dataset.name': value \"cifar11\" is not a known dataset (did you mean \"cifar10\"?); allowed: "
      "cifar10, cifar100, fashion_mnist, imagefolder, mnist, shapes, svhn"),

@@ -107,3 +107,53 @@ def test_label_smoothing_off_is_plain_cross_entropy_and_on_moves_epsilon_to_unif
     assert torch.allclose(run(eps, y), manual, atol=1e-6)
     soft = torch.nn.functional.one_hot(y, 5).float()  # soft targets (after CutMix) take the same smoothing
     assert torch.allclose(run(eps, soft), manual, atol=1e-6)
+
+
+def test_airbench_stem_whitens_image_patches():
+    from classaudit.models import AirbenchNet
+
+    g = torch.Generator().manual_seed(0)
+    # correlated channels and neighbouring pixels, like natural images
+    base = torch.randn(64, 1, 17, 17, generator=g)
+    x = torch.cat([base + 0.3 * torch.randn(64, 1, 17, 17, generator=g) for _ in range(3)], 1)
+    x = torch.nn.functional.avg_pool2d(x, 2, 1)
+    net = AirbenchNet(10, width=4)
+    net.init_from_data(x, eps=0.0)
+    out = torch.nn.functional.conv2d(x, net.whiten.weight[:12])  # the positive half, no bias
+    flat = out.permute(1, 0, 2, 3).reshape(12, -1)
+    cov = flat @ flat.T / flat.shape[1]
+    assert torch.allclose(cov, torch.eye(12), atol=1e-3)
+    assert torch.equal(net.whiten.weight[12:], -net.whiten.weight[:12])
+    assert not net.whiten.weight.requires_grad and net.whiten.bias.requires_grad
+
+
+def test_test_time_augmentation_averages_the_views():
+    from classaudit.train import _tta_views, evaluate
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    assert len(_tta_views(x, "none")) == 1 and len(_tta_views(x, "flip")) == 2
+    views = _tta_views(x, "flip_translate")
+    assert len(views) == 6 and all(v.shape == x.shape for v in views)
+    assert torch.equal(views[2][:, :, 1:, 1:], x[:, :, :3, :3])  # shifted down-right by one pixel, edge padded
+    assert torch.equal(views[4][:, :, :3, :3], x[:, :, 1:, 1:])
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    zero, one = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+    model(images.float())
+    got = evaluate(model, images, labels, zero, one, 4, torch.device("cpu"), tta="flip")
+    x = images.float() / 255
+    with torch.no_grad():
+        prob = ((model(x) + model(x.flip(3))) / 2).softmax(1)
+    assert np.array_equal(got.pred, prob.argmax(1).numpy())
+    assert np.allclose(got.p_true, prob.gather(1, labels[:, None]).squeeze(1).numpy(), atol=1e-6)
+
+
+def test_airbench_trains_with_test_time_augmentation():
+    config = tiny_config(tta="flip_translate")
+    config["model"] = {"name": "airbench", "options": {"width": 4}}
+    result = train_one(config)
+    assert result.splits["test"].pred.shape == (40,)
+    assert np.isfinite([c["train_loss"] for c in result.curve]).all()
