@@ -151,6 +151,34 @@ def test_class_names_are_escaped_in_html_and_intact_in_csv(built):
     assert set(read_csv(built / "difference.csv")["class_name"]) == set(NAMES)
 
 
+def test_markdown_summary_states_each_regularizers_headline(built):
+    lines = (built / "summary.md").read_text("utf-8").splitlines()
+    chosen = read_csv(built / "chosen.csv").set_index("regularizer")
+    difference = read_csv(built / "difference.csv")
+    rows = [line for line in lines[2:] if line.startswith("| ")]
+    assert len(rows) == len(chosen)
+    named = 0
+    for row in rows:
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+        assert len(cells) == 7, row
+        r = cells[0]
+        assert cells[1] == f"{formatters.strength(chosen.loc[r, 'chosen_strength'])} " \
+                           f"({formatters.strength(chosen.loc[r, 'off_strength'])})"
+        assert cells[3] == formatters.points(chosen.loc[r, "gain"])
+        at = difference[(difference["regularizer"] == r)
+                        & np.isclose(difference["strength"], chosen.loc[r, "chosen_strength"])]
+        harmed = at[at["harmed"]].sort_values(["delta", "class_id"])
+        assert cells[4].startswith(f"{len(harmed)} of {len(NAMES)}")
+        for name, delta in zip(harmed["class_name"], harmed["delta"]):
+            assert f"{formatters.md(name)} {formatters.points(delta)}" in cells[4]
+            named += 1
+    assert named, "the synthetic sweep harms classes at its chosen strengths"
+
+
+def test_markdown_escapes_table_syntax():
+    assert formatters.md("a|b\\c\nd") == "a\\|b\\\\c d"
+
+
 def test_page_is_self_contained(built):
     html = (built / "index.html").read_text("utf-8")
     assert 'id="headline"' in html
@@ -424,3 +452,16 @@ def test_where_predictions_went_when_validation_keeps_the_regularizer_off():
     report = build_report((results, predictions))
     assert [(d.change.name, d.strength, d.chosen) for d in report.details] == [("0", 0.5, False)]
     assert report.details[0].absorbers[0].name == "1"
+
+
+REPO = Path(__file__).resolve().parents[1]
+COMMITTED = sorted(p.parents[1].name for p in (REPO / "reports").glob("cifar10*/results/study.json"))
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_committed_report_rebuilds_byte_for_byte_from_its_committed_results(name, monkeypatch):
+    """`make reports` promises this: the committed results give the committed report, every byte."""
+    monkeypatch.chdir(REPO)
+    files = render.render(build_report(f"reports/{name}/results"))
+    for file_name, text in files.items():
+        assert (REPO / "reports" / name / file_name).read_bytes() == text.encode("utf-8"), file_name

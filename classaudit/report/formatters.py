@@ -145,4 +145,9 @@ def cell(value: object, kind: str) -> str:
 
 
 # Every formatter, by the filter name the templates use.
-FILTERS = {**BY_NAME, "compare": compare, "interval": interval, "plural": plural, "cell": cell}
+def md(value: object) -> str:
+    """Text for a Markdown table cell: pipes, backslashes and line breaks escaped."""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+FILTERS = {**BY_NAME, "md": md, "compare": compare, "interval": interval, "plural": plural, "cell": cell}

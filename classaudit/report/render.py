@@ -95,6 +95,7 @@ COLUMNS = {
 
 FILES = {
     "index.html": "the report (self-contained: open it in a browser)",
+    "summary.md": "the headline per regularizer as a Markdown table (for a README, a paper draft, a pull request)",
     "chosen.csv": "choose_strength: the strength chosen per regularizer and its gain",
     "overall.csv": "overall (test): mean, worst-class and spread of class accuracy per strength",
     "overall_val.csv": "overall on the validation split (what chose the strength)",
@@ -115,7 +116,8 @@ FILES = {
 @functools.cache
 def environment() -> jinja2.Environment:
     """The one environment. Built once, on first use: importing the package changes nothing."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             autoescape=lambda name: name is None or ".html" in name,  # not the Markdown
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters.update(formatters.FILTERS)
@@ -124,7 +126,8 @@ def environment() -> jinja2.Environment:
 
 def render(report: Report) -> dict[str, str]:
     """{file name: text} of every file of the report, README.txt last."""
-    files = {"index.html": environment().get_template("index.html.j2").render(report=report)}
+    files = {name: environment().get_template(f"{name}.j2").render(report=report)
+             for name in ("index.html", "summary.md")}
     for name, frame in report.tables.items():
         files[name] = csv_text(frame)
     files["README.txt"] = readme(report, list(files))

@@ -85,7 +85,7 @@ class Headline:
     gain: float
     n_classes: int
     n_helped: int
-    harmed: tuple[ClassChange, ...]  # the first MAX_HEADLINE_CLASSES, most harmed first
+    harmed: tuple[ClassChange, ...]  # every harmed class, most harmed first (the page names MAX_HEADLINE_CLASSES)
     n_harmed: int
     worst_name_off: str
     worst_off: float
@@ -163,6 +163,7 @@ class Report:
     missing_table: Table
     run_details: bool  # timings and versions are known (a results folder)
     statistics: Statistics
+    max_headline_classes: int
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # the CSV files, by file name
 
 
@@ -208,6 +209,7 @@ def build(computed: Computed, *, title: str | None = None) -> Report:
                                 index=False, name=None))),
         run_details=c.inputs.runs is not None,
         statistics=_statistics(c),
+        max_headline_classes=MAX_HEADLINE_CLASSES,
         tables=_tables(c),
     )
 
@@ -253,7 +255,7 @@ def _headline(c: Computed, r: str, at_chosen: pd.DataFrame) -> Headline:
         chosen_is_off=c.chosen_is_off(r), select_on=c.select_on, accuracy_off=float(chosen["accuracy_off"]),
         accuracy=float(chosen["accuracy"]), gain=float(chosen["gain"]),
         n_classes=int(overall["n_classes"].max()), n_helped=int(rows["helped"].astype(bool).sum()),
-        harmed=tuple(_change(row) for row in harmed.head(MAX_HEADLINE_CLASSES).itertuples(index=False)),
+        harmed=tuple(_change(row) for row in harmed.itertuples(index=False)),
         n_harmed=len(harmed),
         worst_name_off=c.class_names.get(int(off_row["worst_class_id"]), str(off_row["worst_class_id"])),
         worst_off=float(off_row["group_min"]),
