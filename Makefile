@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test clean
+.PHONY: demo test cifar10 reports clean
 
 $(BIN)/classaudit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,19 @@ demo: $(BIN)/classaudit
 
 test: $(BIN)/classaudit
 	$(BIN)/python -m pytest
+
+# The CIFAR-10 study behind reports/cifar10 (85 runs, hours on a CPU; stop and re-run at will, it resumes).
+# Its data: the CIFAR-10 JPEG copy extracted into ~/.cache/classaudit/cifar10-jpeg (see studies/cifar10_cpu.toml).
+# The sweep works in results/ (not tracked); the finished runs are then copied beside the report.
+cifar10: $(BIN)/classaudit
+	$(BIN)/classaudit sweep studies/cifar10_cpu.toml --results results/cifar10_cpu
+	mkdir -p reports/cifar10/results
+	cp -R results/cifar10_cpu/runs results/cifar10_cpu/study.json reports/cifar10/results/
+	$(BIN)/classaudit report reports/cifar10/results --out reports/cifar10
+
+# Rebuild every committed report from the results committed beside it, byte for byte.
+reports: $(BIN)/classaudit
+	$(BIN)/classaudit report reports/cifar10/results --out reports/cifar10
 
 clean:
 	rm -rf $(VENV) results
