@@ -465,3 +465,14 @@ def test_committed_report_rebuilds_byte_for_byte_from_its_committed_results(name
     files = render.render(build_report(f"reports/{name}/results"))
     for file_name, text in files.items():
         assert (REPO / "reports" / name / file_name).read_bytes() == text.encode("utf-8"), file_name
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_reports_readme_quotes_the_committed_summary(name):
+    """reports/README.md's table is the report's summary.md, not numbers typed by hand."""
+    readme = (REPO / "reports" / "README.md").read_text("utf-8")
+    table = [line for line in (REPO / "reports" / name / "summary.md").read_text("utf-8").splitlines()
+             if line.startswith("|")]
+    assert len(table) >= 3
+    for line in table:
+        assert line in readme, line
