@@ -70,12 +70,14 @@ def train_one(
     model = build_model(config["model"], data.num_classes, data.shape[0]).to(device, memory_format=torch.channels_last)
     g = torch.Generator(device=device).manual_seed(seed)
     mean, std = _channel_stats(data.train_x, device)
+    n = data_dev.train_x.shape[0]
     if hasattr(model, "init_from_data"):  # data-dependent initialisation (airbench's whitening stem)
-        model.init_from_data((data_dev.train_x[:5000].float() / 255 - mean) / std)
+        # an even stride over the training set: it is sorted by class, and every class should shape the stem
+        sample = data_dev.train_x[::max(n // 5000, 1)]
+        model.init_from_data((sample.float() / 255 - mean) / std)
 
     epochs, finetune = train_cfg["epochs"], train_cfg["finetune_epochs"]
     total_epochs = epochs + finetune
-    n = data_dev.train_x.shape[0]
     bs = min(train_cfg["batch_size"], n)
     steps_per_epoch = n // bs  # drop the last partial batch: a batch of one breaks BatchNorm
     optimizer, decay_group = _optimizer(model, train_cfg)
