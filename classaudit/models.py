@@ -82,6 +82,8 @@ class _ConvGroup(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.conv1, self.conv2 = _dirac_conv(cin, cout), _dirac_conv(cout, cout)
+        # running statistics follow fast (airbench keeps 0.6 of the old value), as suits a few-epoch schedule;
+        # unlike airbench the BatchNorm scale stays learnable, as in every other model here
         self.norm1, self.norm2 = nn.BatchNorm2d(cout, momentum=0.4), nn.BatchNorm2d(cout, momentum=0.4)
 
     def forward(self, x):
