@@ -22,8 +22,11 @@ test: $(BIN)/classaudit
 
 # The CIFAR-10 study behind reports/cifar10 (85 runs, hours on a CPU; stop and re-run at will, it resumes).
 # Its data: the CIFAR-10 JPEG copy extracted into ~/.cache/classaudit/cifar10-jpeg (see studies/cifar10_cpu.toml).
-# The sweep works in results/ (not tracked); the finished runs are then copied beside the report.
+# The sweep works in results/ (not tracked), starting from the runs committed beside the report, so a fresh clone
+# resumes the study where it stands; the finished runs are then copied back beside the report.
 cifar10: $(BIN)/classaudit
+	test -d results/cifar10_cpu || ! test -d reports/cifar10/results || \
+		(mkdir -p results && cp -R reports/cifar10/results results/cifar10_cpu)
 	$(BIN)/classaudit sweep studies/cifar10_cpu.toml --results results/cifar10_cpu
 	mkdir -p reports/cifar10/results
 	cp -R results/cifar10_cpu/runs results/cifar10_cpu/study.json reports/cifar10/results/
