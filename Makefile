@@ -30,7 +30,7 @@ cifar10: $(BIN)/classaudit
 	$(BIN)/classaudit sweep studies/cifar10_cpu.toml --results results/cifar10_cpu
 	mkdir -p reports/cifar10/results
 	cp -R results/cifar10_cpu/runs results/cifar10_cpu/study.json reports/cifar10/results/
-	$(BIN)/classaudit report reports/cifar10/results --out reports/cifar10
+	$(MAKE) reports
 
 # Rebuild every committed report from the results committed beside it, byte for byte.
 reports: $(BIN)/classaudit

@@ -111,9 +111,10 @@ class AirbenchNet(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64):
         super().__init__()
-        self.whiten = nn.Conv2d(in_channels, 2 * in_channels * 4, 2, bias=True)
+        whitened = 2 * in_channels * 2 * 2  # each of a 2x2 patch's components, with both signs
+        self.whiten = nn.Conv2d(in_channels, whitened, 2, bias=True)
         self.whiten.weight.requires_grad_(False)
-        self.groups = nn.Sequential(_ConvGroup(2 * in_channels * 4, width), _ConvGroup(width, 4 * width),
+        self.groups = nn.Sequential(_ConvGroup(whitened, width), _ConvGroup(width, 4 * width),
                                     _ConvGroup(4 * width, 4 * width))
         self.head = nn.Linear(4 * width, num_classes, bias=False)
 

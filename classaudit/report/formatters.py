@@ -144,10 +144,15 @@ def cell(value: object, kind: str) -> str:
     return BY_NAME[kind](value)
 
 
-# Every formatter, by the filter name the templates use.
 def md(value: object) -> str:
     """Text for a Markdown table cell: pipes, backslashes and line breaks escaped."""
     return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-FILTERS = {**BY_NAME, "md": md, "compare": compare, "interval": interval, "plural": plural, "cell": cell}
+def split_name(split: str) -> str:
+    """A split as prose: "val" -> "validation"."""
+    return {"val": "validation"}.get(split, split)
+
+
+# Every formatter, by the filter name the templates use.
+FILTERS = {**BY_NAME, "md": md, "split_name": split_name, "compare": compare, "interval": interval, "plural": plural, "cell": cell}
