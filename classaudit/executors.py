@@ -12,10 +12,11 @@ it into a RunResult. Every executor yields `Outcome`s in completion order; the d
 from __future__ import annotations
 
 import os
+import pickle
+import signal
 import traceback
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +78,16 @@ class InProcessExecutor:
 
 
 class LocalExecutor:
-    """A process pool. Workers are started with 'spawn' (a forked torch can deadlock on its thread pools).
-    A worker that dies (out of memory, killed) fails the runs it held; the pool is rebuilt for the rest."""
+    """Worker processes on this machine, each with a pipe of its own, started with 'spawn' (a forked torch can
+    deadlock on its thread pools). A worker that dies (out of memory, killed) fails the one run it held; a new
+    worker takes the next task, and the other runs go on.
+
+    Not concurrent.futures.ProcessPoolExecutor: there one dead worker breaks the whole pool and fails every run
+    it held, and CPython 3.11's pool can hang for good when a worker dies while another is being started (the
+    dying pool terminates only the workers it knows of, then waits for all of them). With a pipe per worker,
+    the parent holds only its own end, so a worker's death reaches it as the end of that pipe and nothing else
+    is shared that a dead worker could leave locked or half-written.
+    """
 
     name = "local"
 
@@ -87,31 +96,91 @@ class LocalExecutor:
 
     def map(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
         import multiprocessing as mp
+        from multiprocessing.connection import wait
 
-        queue = list(tasks)
-        while queue:
-            pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
-            futures = {}
-            broken = False
-            try:
-                while (queue or futures) and not broken:
-                    while queue and len(futures) < self.workers:
-                        task = queue.pop(0)
-                        futures[pool.submit(_guarded, task)] = task
-                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        task = futures.pop(fut)
-                        try:
-                            yield fut.result()
-                        except BrokenProcessPool:
-                            broken = True
-                            yield Outcome(task, error="worker process died (killed or out of memory)")
-                if broken:  # every other task the dead pool held failed with it
-                    for task in futures.values():
-                        yield Outcome(task, error="worker process died (killed or out of memory)")
-                    futures = {}
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+        ctx = mp.get_context("spawn")
+        queue = deque(tasks)
+        idle: list[_Worker] = []
+        busy: dict[_Worker, Task] = {}
+        try:
+            while queue or busy:
+                while queue and len(busy) < self.workers:
+                    while idle and not idle[-1].process.is_alive():  # died between runs: replace it
+                        idle.pop().stop()
+                    worker = idle.pop() if idle else _Worker(ctx)
+                    task = queue.popleft()
+                    busy[worker] = task
+                    worker.send(task)  # a worker already dead shows up below, as the end of its pipe
+                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+                for worker in [w for w in busy if w.conn in ready or w.process.sentinel in ready]:
+                    task = busy.pop(worker)
+                    outcome = worker.receive()
+                    if outcome is None or worker.process.sentinel in ready:
+                        worker.stop()
+                    else:
+                        idle.append(worker)
+                    yield outcome or Outcome(task, error="worker process died (killed or out of memory)")
+        finally:  # also when the caller stops early or is interrupted: no worker outlives the sweep
+            for worker in [*idle, *busy]:
+                worker.stop(busy=worker in busy)
+
+
+class _Worker:
+    """One spawned worker process and the parent's end of its pipe."""
+
+    def __init__(self, ctx):
+        self.conn, child_end = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child_end,), name="classaudit-worker")
+        self.process.start()
+        child_end.close()  # the worker now holds the only other end: its death is an end of file here
+
+    def send(self, task: Task | None) -> None:
+        try:
+            self.conn.send(task)
+        except OSError:  # dead already; receive() will say so
+            pass
+
+    def receive(self) -> Outcome | None:
+        return _receive(self.conn)
+
+    def stop(self, busy: bool = False) -> None:
+        if busy:  # its run is abandoned; a run's checkpoint survives this, so a later sweep resumes it
+            self.process.terminate()
+        else:
+            self.send(None)
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def _receive(conn) -> Outcome | None:
+    """What a worker sent on `conn`, or None if it died before or while sending it (end of file)."""
+    try:
+        if conn.poll():
+            return conn.recv()
+    except (EOFError, OSError):  # OSError: "got end of file during message", a half-sent outcome
+        pass
+    return None
+
+
+def _serve(conn) -> None:
+    """A worker process: runs each task it is sent, sends back the outcome, until it is sent None.
+    Ctrl-C reaches the whole process group; the parent alone handles it (and stops its workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if task is None:
+            return
+        outcome = _guarded(task)
+        try:
+            conn.send(outcome)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:  # nothing was written: say why instead
+            conn.send(Outcome(task, error=f"the run's result could not be sent back: {type(e).__name__}: {e}"))
 
 
 def threads_per_worker(workers: int) -> int:
