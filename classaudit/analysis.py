@@ -97,6 +97,12 @@ DUPLICATE_INDEX = (
     "run regularizer={regularizer!r} strength={strength!r} seed={seed!r} split={split!r} has image index "
     "{index!r} twice; each image appears once per run"
 )
+INDEX_LABEL_CONFLICT = (
+    "image index {index!r} of split {split!r} has label {first!r} in run regularizer={regularizer!r} "
+    "strength={strength!r} seed={seed!r} but label {second!r} in run regularizer={regularizer2!r} "
+    "strength={strength2!r} seed={seed2!r}; runs are compared image by image, so an index must name the same "
+    "image in every run{hint}"
+)
 
 SPLITS = ("val", "test")
 TESTS = ("auto", "welch", "paired", "permutation")
@@ -641,6 +647,7 @@ def churn(predictions: pd.DataFrame, *, split: str = "test", per_class: bool = F
     rows = _rows(predictions, split, frame="predictions", needed=_PREDICTIONS_NEEDED)
     tables = []
     for (regularizer, strength), point in rows.groupby(["regularizer", "strength"], sort=True):
+        _check_index_labels(point)
         grid = point.pivot(index="index", columns="seed", values="pred").dropna()
         labels = point.drop_duplicates("index").set_index("index")["label"].reindex(grid.index)
         pairs = list(itertools.combinations(range(grid.shape[1]), 2))
@@ -697,7 +704,8 @@ def from_predictions(
         Column of "val"/"test". Optional: when the default "split" column is absent, every row is "test".
     index : str, optional
         Column of the image's position within its split; the same index means the same image in every run
-        (the McNemar test and churn pair images by it). By default, each run's rows in frame order.
+        (the McNemar test and churn pair images by it). By default, each run's rows in frame order. Either
+        way, an index with two different labels in two runs is an error.
     off : mapping, optional
         {regularizer: off strength}. Rows at that strength are the axis' off run; rows whose regularizer is
         missing (None/NaN) are shared off runs, copied under every axis at its off strength, keeping one run id
@@ -800,6 +808,10 @@ def from_predictions(
         raise AnalysisError(DUPLICATE_INDEX.format(regularizer=first["regularizer"], strength=_plain(first["strength"]),
                                                    seed=_plain(first["seed"]), split=first["split"],
                                                    index=_plain(first["index"])))
+
+    _check_index_labels(data, hint="" if index is not None else (
+        ": without index=, each run's rows are taken in frame order, so every run must list its images in the "
+        "same order; pass index=COLUMN to name each image"))
 
     data["study"] = study
     data["run_id"] = _run_ids(data, study)
@@ -1056,7 +1068,9 @@ def _mcnemar(predictions: pd.DataFrame, regularizer: str, off_run: tuple, on_run
         if run.empty:
             raise AnalysisError(PREDICTIONS_MISSING_RUN.format(split=split, regularizer=regularizer,
                                                                strength=_plain(strength), seed=_plain(seed)))
-        runs.append(run.set_index("index")[["label", "pred"]])
+        runs.append(run)
+    _check_index_labels(pd.concat(runs))
+    runs = [run.set_index("index")[["label", "pred"]] for run in runs]
     pair = runs[0].merge(runs[1], left_index=True, right_index=True, suffixes=("_off", "_on"))
     right_off, right_on = pair["pred_off"] == pair["label_off"], pair["pred_on"] == pair["label_off"]
     counts = pd.DataFrame({"lost": right_off & ~right_on, "gained": ~right_off & right_on, "n": 1}).groupby(
@@ -1107,6 +1121,23 @@ def _false_positives(arm: pd.DataFrame, classes: np.ndarray) -> np.ndarray:
     per_seed = wrong.groupby(["seed", "pred"]).size().unstack("pred", fill_value=0)
     per_seed = per_seed.reindex(index=sorted(arm["seed"].unique()), columns=classes, fill_value=0)
     return per_seed.mean(axis=0).to_numpy(dtype=float)
+
+
+def _check_index_labels(rows: pd.DataFrame, hint: str = "") -> None:
+    """Raise if one (split, index) carries two labels: then it is not the same image in every run, and pairing
+    runs image by image (McNemar, churn) would compare one image's prediction with another's label."""
+    labels = rows.groupby(["split", "index"], sort=True)["label"]
+    mixed = labels.transform("nunique") > 1
+    if not mixed.any():
+        return
+    first = rows[mixed].iloc[0]
+    conflict = rows[mixed & (rows["split"] == first["split"]) & (rows["index"] == first["index"])
+                    & (rows["label"] != first["label"])].iloc[0]
+    raise AnalysisError(INDEX_LABEL_CONFLICT.format(
+        index=_plain(first["index"]), split=first["split"], first=_plain(first["label"]),
+        second=_plain(conflict["label"]), regularizer=first["regularizer"], strength=_plain(first["strength"]),
+        seed=_plain(first["seed"]), regularizer2=conflict["regularizer"], strength2=_plain(conflict["strength"]),
+        seed2=_plain(conflict["seed"]), hint=hint))
 
 
 def _check_present(values: pd.Series, column: str, problems: list[str]) -> None:

@@ -560,6 +560,34 @@ def test_from_predictions_reports_every_problem_at_once():
         ca.from_predictions(frame, off={"crop": 1.0})
 
 
+def test_runs_listing_their_images_in_different_orders_are_refused_or_paired_by_index():
+    """Pairing images by row order is right only when every run lists them in the same order: a run that lists
+    them in another order must be an error, not a McNemar test of one image's prediction against another's label."""
+    off = pd.DataFrame({"label": [0] * 20 + [1] * 20, "pred": [0] * 20 + [1] * 20, "image": range(40)})
+    on = pd.DataFrame({"label": [1] * 20 + [0] * 20, "pred": [1] * 20 + [0] * 19 + [1],  # one class-0 image lost
+                       "image": [*range(20, 40), *range(20)]})
+    frame = pd.concat([off.assign(strength=1.0), on.assign(strength=0.5)]).assign(regularizer="crop", seed=0)
+    with raises(ca.INDEX_LABEL_CONFLICT.format(
+            index=0, split="test", first=0, second=1, regularizer="crop", strength=1.0, seed=0,
+            regularizer2="crop", strength2=0.5, seed2=0, hint=": without index=, each run's rows are taken in frame "
+            "order, so every run must list its images in the same order; pass index=COLUMN to name each image")):
+        ca.from_predictions(frame, off={"crop": 1.0})
+    results, predictions = ca.from_predictions(frame, off={"crop": 1.0}, index="image", return_predictions=True)
+    table = ca.difference(results, strength=0.5, predictions=predictions).set_index("class_id")
+    # One discordant image in class 0 (b = 1, c = 0): exact McNemar p = 1; class 1 has none.
+    assert table["p_value"].tolist() == [1.0, 1.0] and table["delta"].tolist() == pytest.approx([-0.05, 0.0])
+    assert not table["harmed"].any()
+    assert table.loc[0, "ci_low"] <= -0.05 <= table.loc[0, "ci_high"]
+
+    mislabeled = predictions.copy()
+    mislabeled.loc[mislabeled.index[0], "label"] = 1  # a frame not built by from_predictions
+    with pytest.raises(ca.AnalysisError, match="image index 0 of split 'test' has label"):
+        ca.difference(results, strength=0.5, predictions=mislabeled)
+    two_seeds = pd.concat([predictions, mislabeled.assign(seed=1)])
+    with pytest.raises(ca.AnalysisError, match="image index 0 of split 'test' has label"):
+        ca.churn(two_seeds)
+
+
 def test_from_predictions_label_and_index_errors():
     frame = pd.DataFrame({"regularizer": "crop", "strength": 1.0, "seed": 0, "label": ["cat", "dog"],
                           "pred": ["cat", "cow"], "index": [0, 0]})
