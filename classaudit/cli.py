@@ -258,7 +258,8 @@ def status(results: Path, verbose: bool) -> None:
         click.echo(f"  failed   {rid}  {st.labels.get(rid, '')}  (attempts {info.get('attempts', '?')}): "
                    f"{info.get('error', '')}")
     for rid, problem in sorted(st.corrupt.items()):
-        click.echo(f"  damaged  {rid}  {problem}  (the next sweep re-trains it)")
+        fate = "the next sweep re-trains it" if rid in st.labels else "not in the study: no sweep will re-train it"
+        click.echo(f"  damaged  {rid}  {problem}  ({fate})")
     for rid in st.stale:
         click.echo(f"  stale    {rid}  (finished, but the study no longer has this config)")
     if verbose:

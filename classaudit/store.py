@@ -63,6 +63,29 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _study_problem(study: Any) -> str | None:
+    """What is wrong with a parsed study.json (the shape `write_study` writes), or None."""
+    if not isinstance(study, dict):
+        return f"holds a JSON {type(study).__name__}, not an object with fields 'name' and 'runs'"
+    if not isinstance(study.get("name"), str):
+        return f"field 'name' is {study.get('name')!r}; it must be the study's name (text)"
+    if not isinstance(study.get("runs"), dict):
+        return f"field 'runs' is {_short(study.get('runs'))}; it must map each run id to its seed, label and points"
+    for rid, run in study["runs"].items():
+        points = run.get("points") if isinstance(run, dict) else None
+        if not (isinstance(run, dict) and isinstance(run.get("seed"), int) and isinstance(run.get("label"), str)
+                and isinstance(points, list) and points
+                and all(isinstance(p, dict) and {"axis", "strength", "is_off"} <= p.keys() for p in points)):
+            return (f"field 'runs.{rid}' is {_short(run)}; it must hold 'seed' (a whole number), 'label' (text) "
+                    "and 'points' (a list of {axis, strength, is_off})")
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Writing.
 
@@ -73,7 +96,7 @@ class ResultsFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
-            raise UsageError(f"{self.path}: results folder is a file; give a folder path with --results")
+            raise UsageError(f"{self.path}: results folder is a file; give the path of a folder")
         self.runs_dir = self.path / "runs"
         self.failed_dir = self.path / "failed"
         self.checkpoint_dir = self.path / "checkpoints"  # written by the runs themselves, removed once stored
@@ -99,9 +122,13 @@ class ResultsFolder:
             raise UsageError(f"{self.path}: not a classaudit results folder (no study.json); run "
                              "`classaudit sweep STUDY.toml --results " + f"{self.path}` first")
         try:
-            return json.loads(path.read_text("utf-8"))
+            study = json.loads(path.read_text("utf-8"))
         except (ValueError, OSError) as e:
             raise UsageError(f"{path}: cannot be read ({e}); re-run the sweep to rewrite it") from None
+        problem = _study_problem(study)
+        if problem:
+            raise UsageError(f"{path}: {problem}; re-run the sweep to rewrite it")
+        return study
 
     # Runs ----------------------------------------------------------------------------------------------
     def write_run(self, result: RunResult, seed: int) -> Path:

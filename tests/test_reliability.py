@@ -246,13 +246,25 @@ def test_battery_is_at_least_25_cases():
     (lambda p: p.write_text("x"), "results folder is a file"),
     (lambda p: p.mkdir(), "not a classaudit results folder (no study.json)"),
     (lambda p: None, "no such results folder"),
+    (lambda p: _study_json(p, "[]"), "study.json: holds a JSON list, not an object with fields 'name' and 'runs'"),
+    (lambda p: _study_json(p, '{"name": "x"}'), "study.json: field 'runs' is None; it must map each run id"),
+    (lambda p: _study_json(p, '{"runs": {}}'), "study.json: field 'name' is None; it must be the study's name"),
+    (lambda p: _study_json(p, '{"name": "x", "runs": {"ab12": {"seed": 0}}}'),
+     "study.json: field 'runs.ab12' is {'seed': 0}; it must hold 'seed' (a whole number), 'label' (text)"),
 ])
 def test_bad_results_folders(tmp_path, runner, make, words):
     target = tmp_path / "r"
     make(target)
+    before = sorted(tmp_path.rglob("*"))
     for command in ("status", "report"):
         out = runner.invoke(cli, [command, str(target)])
-        assert out.exit_code == 2 and words in out.output and "Traceback" not in out.output
+        assert out.exit_code == 2 and words in out.output and "Traceback" not in out.output, out.output
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def _study_json(folder, text):
+    folder.mkdir()
+    (folder / "study.json").write_text(text)
 
 
 def test_image_folder_problems_reach_the_user_before_anything_is_written(tmp_path, runner):

@@ -110,7 +110,15 @@ def test_damaged_record_is_detected_and_retrained(finished, runner, tmp_path):
     record.write_text(json.dumps(body))
     status = runner.invoke(cli, ["status", str(copy)])
     assert f"damaged  {rid}" in status.output and "checksum mismatch" in status.output
+    assert "(the next sweep re-trains it)" in status.output
     assert rid not in set(load_results(copy)["run_id"])
+    study_json = json.loads((copy / "study.json").read_text())
+    del study_json["runs"][rid]  # a study that no longer has this run: the sweep will not re-train it
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(copy, elsewhere)
+    (elsewhere / "study.json").write_text(json.dumps(study_json))
+    status = runner.invoke(cli, ["status", str(elsewhere)])
+    assert f"damaged  {rid}" in status.output and "(not in the study: no sweep will re-train it)" in status.output
     out = sweep(runner, study, copy)
     assert "trained 1 run(s)" in out.output
     pd.testing.assert_frame_equal(load_results(copy), load_results(full))
