@@ -112,6 +112,10 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
     from classaudit.sweep import plan, run_sweep
 
     study = load_study(study_file, [*sets, *([f"train.epochs={epochs}"] if epochs is not None else [])])
+    if device != "auto":
+        from classaudit.train import check_device
+
+        check_device(device, here=executor in ("local", "inprocess"))
     results = results or Path("results") / study.name
     the_plan = plan(study, results)
     if dry_run:

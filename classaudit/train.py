@@ -23,6 +23,7 @@ from torch import nn
 
 from classaudit import augment
 from classaudit.data import Dataset, load_dataset
+from classaudit.errors import UsageError
 from classaudit.models import build_model, freeze_backbone
 from classaudit.result import RunResult, SplitPredictions
 
@@ -33,6 +34,25 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def check_device(device: str, here: bool) -> None:
+    """Raise a UsageError naming --device if `device` is not a torch device, or (`here`: runs train on this
+    machine) if this machine does not have it. On a cluster only the spelling can be checked from here."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device!r}: not a torch device; allowed: auto, cpu, cuda, cuda:N, mps, "
+                         "or another torch device type") from None
+    if not here:
+        return
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (parsed.index or 0) >= count:
+            raise UsageError(f"--device {device!r}: this machine has {count} CUDA device(s); use --device cpu, "
+                             "or auto (CUDA when there is one, else the CPU)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {device!r}: MPS is not available on this machine; use --device cpu or auto")
 
 
 def get_dataset(spec: Mapping[str, Any], data_dir: str | Path | None = None) -> Dataset:

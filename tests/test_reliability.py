@@ -238,6 +238,23 @@ def test_bad_input_battery(tmp_path, runner, case):
     assert not results.exists()
 
 
+@pytest.mark.parametrize("device, executor, words", [
+    ("bogus", "local", "--device 'bogus': not a torch device; allowed: auto, cpu, cuda, cuda:N, mps"),
+    ("cuda:x", "ray", "--device 'cuda:x': not a torch device"),
+    pytest.param("cuda:7", "local", "--device 'cuda:7': this machine has", marks=pytest.mark.skipif(
+        __import__("torch").cuda.device_count() > 7, reason="this machine has a cuda:7")),
+])
+def test_a_device_this_machine_lacks_is_a_usage_error_before_anything_is_written(tmp_path, runner, device,
+                                                                                 executor, words):
+    study = tmp_path / "s.toml"
+    study.write_text(GOOD)
+    results = tmp_path / "results"
+    out = runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--device", device,
+                              "--executor", executor])
+    assert out.exit_code == 2 and out.output.startswith(f"Error: {words}"), out.output
+    assert not results.exists()
+
+
 def test_battery_is_at_least_25_cases():
     assert len(BATTERY) >= 25
 
