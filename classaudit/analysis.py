@@ -61,9 +61,9 @@ TEST_NOT_APPLICABLE = (
     "test={test!r} needs {needs}, but regularizer {regularizer!r} has seeds {seeds} at strength {strength!r} "
     "and seeds {seeds_off} at its off point; pass test='auto'"
 )
-MCNEMAR_NEEDS_PREDICTIONS = (
-    "regularizer {regularizer!r} has one seed at strength {strength!r} and one at its off point, so the test is "
-    "per image (McNemar) and needs the predictions: pass predictions=load_predictions(...)"
+SELECT_SPLIT_MISSING = (
+    "regularizer(s) {regularizers} have no {split!r} rows to choose a strength on; pass results that have them, "
+    "or leave those regularizers out"
 )
 PREDICTIONS_MISSING_RUN = (
     "the predictions frame has no {split!r} rows for regularizer {regularizer!r} at strength {strength!r} "
@@ -273,6 +273,9 @@ def choose_strength(results: pd.DataFrame, *, select_on: str = "val", report_on:
         raise AnalysisError(NO_VALIDATION_SPLIT)
     off = _off_strengths(results)
     select = overall(results, split=select_on)[["regularizer", "strength", "mean"]]
+    lacking = sorted(set(off) - set(select["regularizer"]))
+    if lacking:
+        raise AnalysisError(SELECT_SPLIT_MISSING.format(regularizers=lacking, split=select_on))
     select["off_strength"] = select["regularizer"].map(off)
     chosen = _best(select, ["regularizer"], "mean").rename(
         columns={"strength": "chosen_strength", "mean": "select_accuracy"})
@@ -326,7 +329,8 @@ def difference(
         each arm has at least 2; else, with one seed in each arm, the per-image McNemar test (exact: a
         binomial test on the images only one of the two runs gets right), which needs ``predictions`` and is
         weaker evidence because it sees the test-set noise but not the seed-to-seed noise. One seed in one arm
-        and several in the other has no valid test here: p is NaN and ``test_used="none"``. Naming a test
+        and several in the other, or one seed a side without ``predictions``, has no valid test here: p is NaN
+        and ``test_used="none"``. Naming a test
         forces it and raises when the seeds do not allow it; "permutation" then always permutes seeds
         between arms, ignoring pairing.
     confidence : float
@@ -334,7 +338,7 @@ def difference(
         the t-test's result; the permutation test reports the Welch interval; McNemar the exact conditional
         interval, (b + c) / n (2 [lo, hi] - 1) from the Clopper-Pearson interval of c / (b + c).
     predictions : DataFrame, optional
-        The predictions frame; needed only for the one-seed McNemar test.
+        The predictions frame; used only by the one-seed McNemar test (without it those points are untested).
     n_resamples : int
         Arrangements the permutation test draws when exact enumeration would need more.
     rng : int
@@ -969,11 +973,9 @@ def _compare(axis: pd.DataFrame, regularizer: str, strength: float, off_strength
                                                                          strength)
     if kind == "identical":
         p, low, high, used = 1.0, 0.0, 0.0, kind
-    elif kind == "none":
-        p, low, high, used = np.nan, np.nan, np.nan, kind
+    elif kind == "none" or (kind == "mcnemar" and predictions is None):
+        p, low, high, used = np.nan, np.nan, np.nan, "none"
     elif kind == "mcnemar":
-        if predictions is None:
-            raise AnalysisError(MCNEMAR_NEEDS_PREDICTIONS.format(regularizer=regularizer, strength=_plain(strength)))
         p, low, high = _mcnemar(predictions, regularizer, (off_strength, seeds_off[0]), (strength, seeds_on[0]),
                                 split, classes, confidence)
         used = kind

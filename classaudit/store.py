@@ -430,7 +430,8 @@ def load_runs(path: str | Path, *, strict: bool = False) -> pd.DataFrame:
         for split in SPLITS:
             if split in rec["counts"]:
                 n, c = np.array(rec["counts"][split]["n"]), np.array(rec["counts"][split]["correct"])
-                row[f"{split}_accuracy"] = float(np.mean(c / np.maximum(n, 1)))
+                seen = n > 0  # a class with no images in this split has no accuracy (as in load_results)
+                row[f"{split}_accuracy"] = float(np.mean(c[seen] / n[seen])) if seen.any() else float("nan")
         row["train_seconds"] = rec["timings"].get("train_seconds")
         row["epochs"] = len(rec["curve"])
         row["final_train_loss"] = rec["curve"][-1]["train_loss"] if rec["curve"] else None

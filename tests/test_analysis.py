@@ -512,10 +512,15 @@ def test_named_test_that_the_seeds_do_not_allow():
         ca.difference(frame, strength="all", test="paired")
 
 
-def test_mcnemar_needs_predictions():
-    results = ca.from_predictions(one_seed_predictions(lost=20), off={"crop": 1.0})
-    with raises(ca.MCNEMAR_NEEDS_PREDICTIONS.format(regularizer="crop", strength=0.5)):
-        ca.difference(results, strength="all")
+def test_one_seed_a_side_without_predictions_is_untested_not_an_error():
+    results, predictions = ca.from_predictions(one_seed_predictions(lost=20), off={"crop": 1.0},
+                                               return_predictions=True)
+    untested = ca.difference(results, strength="all")
+    assert set(untested["test_used"]) == {"none"} and untested["p_value"].isna().all()
+    assert not untested["harmed"].any()
+    tested = ca.difference(results, strength="all", predictions=predictions)
+    assert set(tested["test_used"]) == {"mcnemar"} and tested["harmed"].any()  # the same data, with the images
+    pd.testing.assert_series_equal(untested["delta"], tested["delta"])
 
 
 def test_off_point_missing_in_results(literal):

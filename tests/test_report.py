@@ -177,6 +177,7 @@ def test_markdown_summary_states_each_regularizers_headline(built):
 
 def test_markdown_escapes_table_syntax():
     assert formatters.md("a|b\\c\nd") == "a\\|b\\\\c d"
+    assert formatters.md("<b>R&D</b>") == "&lt;b&gt;R&amp;D&lt;/b&gt;"  # Markdown would render the tags
 
 
 def test_page_is_self_contained(built):
@@ -228,6 +229,21 @@ def test_partial_sweep(tmp_path):
     assert report.statistics.select_on == "test" and "no validation split" in report.notes[0]
 
 
+def test_axis_without_validation_results_is_skipped_and_no_predictions_leaves_one_seed_points_untested():
+    with_val = sweep_frame(classes=4, axes={"crop": [1.0, 0.5]}, seeds=(0,))
+    test_only = sweep_frame(classes=4, axes={"cutmix": [0.0, 0.5]}, seeds=(0,), val=False, rng=1)
+    results = ca.from_predictions(pd.concat([with_val, test_only]), off={"crop": 1.0, "cutmix": 0.0},
+                                  index="index")
+    with pytest.raises(ca.AnalysisError, match=r"regularizer\(s\) \['cutmix'\] have no 'val' rows"):
+        ca.choose_strength(results)
+    report = build_report((results, None))
+    assert report.skipped == (("cutmix", "no validation results, while the other regularizers' strengths are "
+                                         "chosen on theirs"),)
+    assert report.statistics.select_on == "val"
+    assert set(report.tables["difference.csv"]["test_used"]) == {"none"}  # one seed a side, no images to pair
+    assert any("a strength with one seed (against one at the off point) is not tested" in n for n in report.notes)
+
+
 def _run(label, points, seed, names, rng, config_extra=None):
     g = np.random.default_rng(rng)
     splits = {}
@@ -271,6 +287,22 @@ def make_folder(path: Path, *, pending_off: bool = False) -> Path:
         for result, seed in results:
             folder.write_run(result, seed)
     return path
+
+
+def test_runs_table_accuracy_skips_a_class_without_images_as_the_analysis_does(tmp_path):
+    names = ["a", "b", "c"]
+    result, run = _run("baseline", [{"axis": "crop", "regularizer": "crop", "strength": 1.0, "is_off": True}], 0,
+                       names, rng=0)
+    labels = np.array([0] * 5 + [1] * 5)  # no image of class "c" in this validation split
+    result.splits["val"] = SplitPredictions(labels, np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1]),
+                                            np.full(10, 0.5, np.float32))
+    folder = store.ResultsFolder(tmp_path / "r")
+    with folder.lock():
+        folder.write_study("s", "s.toml", [run])
+        folder.write_run(result, 0)
+    runs = store.load_runs(tmp_path / "r")
+    per_seed = ca.overall(store.load_results(tmp_path / "r"), split="val", per_seed=True)
+    assert runs["val_accuracy"].tolist() == pytest.approx([0.9]) == per_seed["mean"].tolist()  # (0.8 + 1) / 2
 
 
 def test_results_folder_report(tmp_path):

@@ -155,7 +155,7 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
         churn_by_class = analysis.churn(test, per_class=True)
     else:
         notes.append("No predictions were given, so where a harmed class's predictions went and the seed churn "
-                     "are not shown.")
+                     "are not shown, and a strength with one seed (against one at the off point) is not tested.")
 
     runs, missing = _runs(inputs, inputs.results)
     return Computed(
@@ -193,11 +193,15 @@ def _analysable(inputs: Inputs) -> tuple[pd.DataFrame, pd.DataFrame | None, dict
     """The rows of regularizers that have a finished off point with test results; the others, with the reason."""
     results, predictions = inputs.results, inputs.predictions
     skipped = {}
+    has_val = (results["split"] == "val").any()
     for regularizer, axis in results.groupby("regularizer", sort=True):
         test = axis[axis["split"] == "test"]
         if not test["is_off"].astype(bool).any():
             present = ", ".join(f"{s:g}" for s in sorted(axis["strength"].unique()))
             skipped[str(regularizer)] = f"no finished off run yet (strengths with results: {present})"
+        elif has_val and not (axis["split"] == "val").any():
+            skipped[str(regularizer)] = ("no validation results, while the other regularizers' strengths are "
+                                         "chosen on theirs")
     if len(skipped) == results["regularizer"].nunique():
         reasons = "; ".join(f"{r}: {why}" for r, why in skipped.items()) or "the results are empty"
         raise UsageError(NOTHING_TO_REPORT.format(source=inputs.source, reasons=reasons))

@@ -7,6 +7,8 @@ A missing value (None or NaN) prints as an en dash, never as "nan".
 
 from __future__ import annotations
 
+import html
+
 import math
 import numbers
 
@@ -145,8 +147,9 @@ def cell(value: object, kind: str) -> str:
 
 
 def md(value: object) -> str:
-    """Text for a Markdown table cell: pipes, backslashes and line breaks escaped."""
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """Text for a Markdown table cell: HTML (which Markdown renders), backslashes, pipes and line breaks escaped."""
+    text = html.escape(str(value), quote=False)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def split_name(split: str) -> str:
