@@ -320,10 +320,33 @@ class Status:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def status(path: str | Path) -> Status:
+@dataclass(frozen=True)
+class Snapshot:
+    """One reading of a results folder: its study and the run records verified at that moment. The report
+    loads every frame from one snapshot, so that a sweep storing runs meanwhile cannot make them disagree.
+    Every loader below takes a snapshot wherever it takes a path."""
+
+    folder: ResultsFolder
+    study: dict[str, Any]
+    good: dict[str, dict]  # run id -> verified record
+    bad: dict[str, str]  # run id -> what is damaged
+    failures: dict[str, dict]
+
+
+def snapshot(path: str | Path | Snapshot) -> Snapshot:
+    if isinstance(path, Snapshot):
+        return path
     folder = ResultsFolder(path)
+    if not folder.path.is_dir():
+        raise UsageError(f"{folder.path}: no such results folder")
     study = folder.read_study()
     good, bad = folder.verified_runs()
+    return Snapshot(folder, study, good, bad, folder.failures())
+
+
+def status(path: str | Path | Snapshot) -> Status:
+    snap = snapshot(path)
+    study, good, bad = snap.study, snap.good, snap.bad
     wanted = study["runs"]
     st = Status(study=study["name"], labels={k: v["label"] for k, v in wanted.items()})
     for rid in wanted:
@@ -331,8 +354,7 @@ def status(path: str | Path) -> Status:
             st.done.append(rid)
         else:
             st.pending.append(rid)
-    failures = folder.failures()
-    st.failed = {rid: failures[rid] for rid in st.pending if rid in failures}
+    st.failed = {rid: snap.failures[rid] for rid in st.pending if rid in snap.failures}
     st.corrupt = {rid: msg for rid, msg in bad.items()}
     st.stale = sorted(set(good) - set(wanted))
     return st
@@ -347,21 +369,16 @@ PREDICTION_COLUMNS = ["study", "run_id", "regularizer", "strength", "is_off", "s
                       "label", "pred", "p_true"]
 
 
-def _memberships(path: str | Path, strict: bool) -> tuple[ResultsFolder, dict, dict[str, dict]]:
-    folder = ResultsFolder(path)
-    if not folder.path.is_dir():
-        raise UsageError(f"{folder.path}: no such results folder")
-    study = folder.read_study()
-    good, bad = folder.verified_runs()
-    wanted = {rid: body for rid, body in study["runs"].items() if rid in good}
-    if strict and bad:
-        damaged = "; ".join(sorted(bad.values()))
-        raise UsageError(f"{folder.path}: damaged run records: {damaged}. Run the sweep again to re-train them "
-                         "(or pass strict=False to skip them)")
-    return folder, study, {rid: good[rid] for rid in wanted}
+def _memberships(path: str | Path | Snapshot, strict: bool) -> tuple[ResultsFolder, dict, dict[str, dict]]:
+    snap = snapshot(path)
+    if strict and snap.bad:
+        damaged = "; ".join(sorted(snap.bad.values()))
+        raise UsageError(f"{snap.folder.path}: damaged run records: {damaged}. Run the sweep again to re-train "
+                         "them (or pass strict=False to skip them)")
+    return snap.folder, snap.study, {rid: snap.good[rid] for rid in snap.study["runs"] if rid in snap.good}
 
 
-def load_results(path: str | Path, *, strict: bool = False) -> pd.DataFrame:
+def load_results(path: str | Path | Snapshot, *, strict: bool = False) -> pd.DataFrame:
     """Load a results folder as a tidy frame: one row per (run, axis, split, class).
 
     A run on several axes (the shared off point) appears once per axis, with that axis' off strength and
@@ -394,7 +411,7 @@ def load_results(path: str | Path, *, strict: bool = False) -> pd.DataFrame:
                                      ignore_index=True)
 
 
-def load_predictions(path: str | Path, *, strict: bool = False) -> pd.DataFrame:
+def load_predictions(path: str | Path | Snapshot, *, strict: bool = False) -> pd.DataFrame:
     """Per-sample predictions: one row per (run, axis, split, image); `index` is the image's position in its
     split, the same image across runs. Columns: study, run_id, regularizer, strength, is_off, seed, split,
     index, label, pred, p_true."""
@@ -419,7 +436,7 @@ def load_predictions(path: str | Path, *, strict: bool = False) -> pd.DataFrame:
     return _typed(frame).sort_values(["regularizer", "strength", "seed", "split", "index"], ignore_index=True)
 
 
-def load_runs(path: str | Path, *, strict: bool = False) -> pd.DataFrame:
+def load_runs(path: str | Path | Snapshot, *, strict: bool = False) -> pd.DataFrame:
     """One row per finished run: its settings, accuracies, time and environment (the report's run table)."""
     folder, study, records = _memberships(path, strict)
     rows = []

@@ -305,6 +305,20 @@ def test_runs_table_accuracy_skips_a_class_without_images_as_the_analysis_does(t
     assert runs["val_accuracy"].tolist() == pytest.approx([0.9]) == per_seed["mean"].tolist()  # (0.8 + 1) / 2
 
 
+def test_one_snapshot_gives_frames_that_agree_while_a_sweep_stores_runs(tmp_path):
+    path = make_folder(tmp_path / "results")
+    snap = store.snapshot(path)
+    late, _ = _run("crop=0.08", [{"axis": "crop", "regularizer": "crop", "strength": 0.08, "is_off": False}], 0,
+                   shapes.CLASSES, rng=99)  # the pending run of make_folder, stored after the snapshot
+    folder = store.ResultsFolder(path)
+    with folder.lock():
+        folder.write_run(late, 0)
+    before = {late.run_id} ^ set(store.load_results(path)["run_id"])
+    assert set(store.load_results(snap)["run_id"]) == before == set(store.load_predictions(snap)["run_id"])
+    assert set(store.load_runs(snap)["run_id"]) == before
+    assert late.run_id in store.status(snap).pending and late.run_id in store.status(path).done
+
+
 def test_results_folder_report(tmp_path):
     path = make_folder(tmp_path / "results")
     out = write_report(path, tmp_path / "report", title="Shapes & <friends>")

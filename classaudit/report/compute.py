@@ -87,15 +87,16 @@ def load(results: Any) -> Inputs:
     """Read a results folder, or accept (results, predictions) frames."""
     if isinstance(results, (str, Path)):
         path = Path(results)
-        frame = store.load_results(path)
-        status = store.status(path)
+        snap = store.snapshot(path)  # every frame below from the same runs, even while a sweep adds some
+        frame = store.load_results(snap)
+        status = store.status(snap)
         dataset = None
         if status.done:
             config = store.run_config(path, sorted(status.done)[0])
             dataset = config.get("dataset")
         study = str(frame["study"].iloc[0]) if len(frame) else status.study
-        return Inputs(results=frame, predictions=store.load_predictions(path), source=str(path), study=study,
-                      runs=store.load_runs(path), status=status, dataset=dataset)
+        return Inputs(results=frame, predictions=store.load_predictions(snap), source=str(path), study=study,
+                      runs=store.load_runs(snap), status=status, dataset=dataset)
     if isinstance(results, tuple) and len(results) == 2 and isinstance(results[0], pd.DataFrame) and (
             results[1] is None or isinstance(results[1], pd.DataFrame)):
         frame, predictions = results
