@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 import warnings
@@ -105,12 +106,14 @@ def train_one(
 
     curve: list[dict[str, float]] = []
     first_epoch = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+    state = _load_checkpoint(Path(checkpoint), model) if checkpoint is not None else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if decay_group is not None:  # loading replaced the optimizer's group dicts: follow the live one
+            decay_group = optimizer.param_groups[0]
         schedule.load_state_dict(state["schedule"])
-        g.set_state(state["generator"])
+        g.set_state(state["generator"].cpu())  # generator states are CPU byte tensors, whatever the device
         first_epoch, curve = int(state["epoch"]), list(state["curve"])
     t_train = time.perf_counter()
     for epoch in range(first_epoch, total_epochs):
@@ -166,13 +169,38 @@ def active_regularizers(regs: Mapping[str, Mapping[str, Any]], epoch: int) -> di
     return {name: r["strength"] for name, r in regs.items() if epoch >= r["start_epoch"]}
 
 
+def _load_checkpoint(path: Path, model: nn.Module) -> dict[str, Any] | None:
+    """The saved training state, or None to start from epoch 0: when there is none, and when it cannot be
+    used (truncated, or saved by a model of other shapes), which is then removed with a warning, so that the
+    run starts over instead of failing the same way on every sweep. Read onto the CPU: the load_state_dict
+    calls copy each tensor to where its parameter lives."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        saved = {k: tuple(v.shape) for k, v in state["model"].items()}
+        if saved != expected:
+            raise ValueError("it was saved by a model with other layers")
+        return state
+    except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the remedy is the same
+        warnings.warn(f"{path}: cannot resume from this checkpoint ({type(e).__name__}: {e}); the run starts "
+                      "over from epoch 0", RuntimeWarning, stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> bool:
-    """Save atomically (a kill mid-save leaves the previous epoch's file). A checkpoint is a convenience: where
-    it cannot be written (a worker node without the shared folder) the run goes on without, with a warning."""
+    """Save atomically and durably (a kill or power loss mid-save leaves the previous epoch's file). A
+    checkpoint is a convenience: where it cannot be written (a worker node without the shared folder) the run
+    goes on without, with a warning."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         tmp.replace(path)
     except OSError as e:
         warnings.warn(f"{path}: cannot write the checkpoint ({e.strerror or e}); this run continues without "
@@ -273,7 +301,7 @@ def _optimizer(model: nn.Module, cfg: Mapping[str, Any]):
         opt = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"],
                               nesterov=cfg["nesterov"] and cfg["momentum"] > 0)
     else:
-        opt = torch.optim.AdamW(groups, lr=cfg["lr"], betas=(cfg["momentum"] or 0.9, 0.999))
+        opt = torch.optim.AdamW(groups, lr=cfg["lr"], betas=(cfg["momentum"], 0.999))
     return opt, opt.param_groups[0]
 
 

@@ -10,14 +10,14 @@ from classaudit.config import expand, parse_study
 from classaudit.train import _optimizer, active_regularizers, train_one
 
 
-def tiny_config(**train):
+def tiny_config(sweep=None, width=4, **train):
     study = parse_study({
         "study": {"name": "t", "seeds": [0]},
         "dataset": {"name": "shapes", "val_fraction": 0.2,
                     "options": {"n_train_per_class": 12, "n_test_per_class": 4, "size": 16}},
-        "model": {"name": "smallcnn", "options": {"width": 4}},
+        "model": {"name": "smallcnn", "options": {"width": width}},
         "train": {"epochs": 2, "batch_size": 32, **train},
-        "sweep": {"cutmix": {"strengths": [0.5]}, "label_smoothing": {"strengths": [0.1]}},
+        "sweep": sweep or {"cutmix": {"strengths": [0.5]}, "label_smoothing": {"strengths": [0.1]}},
     })
     return [r for r in expand(study) if r.config["regularizers"]][0].config
 
@@ -28,8 +28,12 @@ def test_same_config_same_result():
     assert np.array_equal(a.splits["test"].p_true, b.splits["test"].p_true)
 
 
-def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
-    config = tiny_config(epochs=3)
+@pytest.mark.parametrize("sweep", [None, {"weight_decay": {"strengths": [0.5], "start_epoch": 2}}],
+                         ids=["cutmix", "weight_decay_from_epoch_2"])
+def test_resume_from_checkpoint_equals_uninterrupted(tmp_path, sweep):
+    """Also when a regularizer switches on at the epoch the run resumes at (weight decay lives in the
+    optimizer's parameter group, which loading the optimizer's state replaces)."""
+    config = tiny_config(sweep, epochs=3)
     whole = train_one(config)
     ckpt = tmp_path / "run.pt"
 
@@ -47,6 +51,27 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     assert resumed.timings["resumed_at_epoch"] == 2
     assert [c["train_loss"] for c in resumed.curve] == [c["train_loss"] for c in whole.curve]
     assert np.array_equal(resumed.splits["test"].p_true, whole.splits["test"].p_true)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other_model"])
+def test_a_checkpoint_that_cannot_be_used_is_removed_and_the_run_starts_over(tmp_path, damage):
+    config = tiny_config()
+    ckpt = tmp_path / "run.pt"
+    if damage == "truncated":
+        ckpt.write_bytes(b"")
+    else:  # left by a run of a wider model under the same name
+        train_one(tiny_config(width=8, epochs=1), checkpoint=ckpt)
+    with pytest.warns(RuntimeWarning, match="cannot resume from this checkpoint .*; the run starts over"):
+        result = train_one(config, checkpoint=ckpt)
+    assert result.timings["resumed_at_epoch"] == 0
+    assert np.array_equal(result.splits["test"].p_true, train_one(config).splits["test"].p_true)
+
+
+def test_torchvision_classifier_takes_grey_images():
+    from classaudit.models import build_model
+
+    model = build_model({"name": "resnet18"}, num_classes=10, in_channels=1).eval()
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_finetune_stage_trains_only_the_head():
