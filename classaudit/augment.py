@@ -23,13 +23,16 @@ def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> tor
     return torch.rand(n, generator=g, device=device) * (high - low) + low
 
 
-def _boxes(n: int, area_low: float, area_high: float, log_ratio: tuple[float, float], g, device, tries: int = 10):
-    """Per-sample (w, h) as fractions of the image, torchvision's RandomResizedCrop/RandomErasing draw:
-    area ~ U(area_low, area_high), log aspect ~ U(log_ratio); the first of `tries` draws that fits wins.
-    Drawing all tries at once keeps it one tensor call; an image with no fitting draw gets None (mask)."""
+def _boxes(n: int, area_low: float, area_high: float, log_ratio: tuple[float, float], g, device,
+           aspect: float = 1.0, tries: int = 10):
+    """Per-sample (w, h) as fractions of the image's width and height, torchvision's
+    RandomResizedCrop/RandomErasing draw: area fraction ~ U(area_low, area_high), log aspect ratio (width /
+    height in pixels) ~ U(log_ratio); the first of `tries` draws that fits wins. `aspect` is the image's own
+    width / height. Drawing all tries at once keeps it one tensor call; `ok` marks images with a fitting draw."""
     area = _uniform(n * tries, area_low, area_high, g, device).view(tries, n)
     ratio = torch.exp(_uniform(n * tries, *log_ratio, g, device)).view(tries, n)
-    w, h = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
+    # In pixels the box is sqrt(A r) wide and sqrt(A / r) high, A = area * H * W; as fractions of W and H:
+    w, h = torch.sqrt(area * ratio / aspect), torch.sqrt(area * aspect / ratio)
     fits = (w <= 1) & (h <= 1)
     first = torch.argmax(fits.int(), dim=0)  # index of the first fitting try (0 if none fits)
     pick = lambda t: t.gather(0, first[None]).squeeze(0)  # noqa: E731
@@ -45,12 +48,15 @@ def crop(x: torch.Tensor, scale: float, g: torch.Generator) -> torch.Tensor:
     """
     if scale >= 1.0:
         return x
-    n, device = x.shape[0], x.device
-    w, h, ok = _boxes(n, scale, 1.0, (math.log(3 / 4), math.log(4 / 3)), g, device)
-    # torchvision's fallback when no try fits is a centre crop at the clamped ratio; area 1 is the same here.
-    w, h = torch.where(ok, w, torch.ones_like(w)), torch.where(ok, h, torch.ones_like(h))
-    cx = (_uniform(n, 0, 1, g, device) * (1 - w) + w / 2) * 2 - 1  # crop centre in [-1, 1] coordinates
-    cy = (_uniform(n, 0, 1, g, device) * (1 - h) + h / 2) * 2 - 1
+    n, device, (H, W) = x.shape[0], x.device, x.shape[-2:]
+    low, high = 3 / 4, 4 / 3
+    w, h, ok = _boxes(n, scale, 1.0, (math.log(low), math.log(high)), g, device, aspect=W / H)
+    # torchvision's fallback when no try fits: a centre crop of the whole image, its aspect clamped to [3/4, 4/3]
+    fallback_w, fallback_h = min(1.0, high * H / W), min(1.0, W / (low * H))
+    w, h = torch.where(ok, w, torch.full_like(w, fallback_w)), torch.where(ok, h, torch.full_like(h, fallback_h))
+    # crop centre in [-1, 1] coordinates (the fallback's is 0: centred)
+    cx = torch.where(ok, (_uniform(n, 0, 1, g, device) * (1 - w) + w / 2) * 2 - 1, torch.zeros_like(w))
+    cy = torch.where(ok, (_uniform(n, 0, 1, g, device) * (1 - h) + h / 2) * 2 - 1, torch.zeros_like(h))
     theta = torch.zeros(n, 2, 3, device=device, dtype=x.dtype)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
@@ -190,8 +196,8 @@ def random_erasing(x: torch.Tensor, p: float, g: torch.Generator, value: float =
     """
     if p <= 0:
         return x
-    n, device = x.shape[0], x.device
-    w, h, ok = _boxes(n, 0.02, 0.33, (math.log(0.3), math.log(3.3)), g, device)
+    n, device, (H, W) = x.shape[0], x.device, x.shape[-2:]
+    w, h, ok = _boxes(n, 0.02, 0.33, (math.log(0.3), math.log(3.3)), g, device, aspect=W / H)
     cx = _uniform(n, 0, 1, g, device) * (1 - w) + w / 2
     cy = _uniform(n, 0, 1, g, device) * (1 - h) + h / 2
     chosen = (torch.rand(n, generator=g, device=device) < p) & ok

@@ -137,19 +137,26 @@ class AirbenchNet(nn.Module):
 
 
 class _TorchvisionClassifier(nn.Module):
-    """A torchvision classifier whose last Linear is replaced by `head` for our number of classes."""
+    """A torchvision classifier whose last Linear is replaced by `head` for our number of classes. torchvision's
+    classifiers take RGB: a grey-scale image (MNIST) is given as three equal channels, which also suits their
+    pretrained weights."""
 
-    def __init__(self, name: str, num_classes: int, pretrained: bool):
+    def __init__(self, name: str, num_classes: int, pretrained: bool, in_channels: int = 3):
         super().__init__()
         import torchvision.models as tvm
 
+        if in_channels not in (1, 3):
+            raise ValueError(f"model {name!r} takes 1- or 3-channel images, not {in_channels}")
         weights = tvm.get_model_weights(name).DEFAULT if pretrained else None  # downloads on users' machines
         self.body = tvm.get_model(name, weights=weights)
         parent, attr, last = _last_linear(self.body)
         self.head = nn.Linear(last.in_features, num_classes)
         setattr(parent, attr, nn.Identity())
+        self.grey = in_channels == 1
 
     def forward(self, x):
+        if self.grey:
+            x = x.expand(-1, 3, -1, -1)
         return self.head(self.body(x))
 
 
@@ -173,7 +180,7 @@ def build_model(spec: Mapping[str, Any], num_classes: int, in_channels: int) -> 
         return AirbenchNet(num_classes, in_channels, options.get("width", 64))
     if name == "cifar_resnet18":
         return CifarResNet18(num_classes, in_channels, options.get("width", 64))
-    model = _TorchvisionClassifier(name, num_classes, options.get("pretrained", False))
+    model = _TorchvisionClassifier(name, num_classes, options.get("pretrained", False), in_channels)
     if options.get("freeze_backbone", False):
         freeze_backbone(model)
     return model

@@ -21,9 +21,10 @@ class Regularizer:
     low_open: bool  # True when `low` itself is not allowed
     stage: str  # where it acts: "image", "batch" (mixes images and labels), "loss" or "optimizer"
     description: str
+    whole: bool = False  # only whole numbers (pixels): 0.5 would silently act as 0
 
     def allows(self, value: float) -> bool:
-        if not math.isfinite(value):
+        if not math.isfinite(value) or (self.whole and value != int(value)):
             return False
         above = value > self.low if self.low_open else value >= self.low
         return above and value <= self.high
@@ -31,7 +32,7 @@ class Regularizer:
     @property
     def range_text(self) -> str:
         left = "<" if self.low_open else "<="
-        return f"{self.low:g} {left} s <= {self.high:g}"
+        return f"{self.low:g} {left} s <= {self.high:g}" + (", a whole number" if self.whole else "")
 
 
 REGULARIZERS: dict[str, Regularizer] = {
@@ -46,6 +47,7 @@ REGULARIZERS: dict[str, Regularizer] = {
             "translate", "largest shift s in pixels: each image moves by a whole number of pixels in [-s, s] per axis",
             off=0.0, low=0.0, high=64.0, low_open=False, stage="image",
             description="Random translation with mirrored borders (pad-and-crop, the usual CIFAR baseline), per image.",
+            whole=True,
         ),
         Regularizer(
             "color_jitter", "SimCLR strength s: brightness, contrast, saturation 0.8 s; hue 0.2 s",

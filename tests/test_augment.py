@@ -125,6 +125,27 @@ def test_crop_really_crops():
     assert (whiteness > 0.99).any() and (whiteness < 0.01).any()  # some crops land inside one half
 
 
+def test_crop_aspect_ratio_is_in_pixels_on_non_square_images():
+    """The aspect range [3/4, 4/3] is width / height in pixels, as in torchvision, also for a 16 x 64 image;
+    where no box of the drawn area fits (scale 0.9 here) it is a centred crop at the clamped aspect 4/3."""
+    H, W = 16, 64
+    cols = torch.linspace(0, 1, W).view(1, 1, 1, W).expand(300, 1, H, W)
+    rows = torch.linspace(0, 1, H).view(1, 1, H, 1).expand(300, 1, H, W)
+    x = torch.cat([cols, rows], 1).contiguous()  # each pixel holds its own coordinates
+
+    def box(out):  # width and height of the crop in input pixels, from the coordinates it sampled
+        span = out.amax((2, 3)) - out.amin((2, 3))
+        return span[:, 0] * (W - 1) / (1 - 1 / W), span[:, 1] * (H - 1) / (1 - 1 / H)
+
+    w, h = box(augment.crop(x, 0.1, gen(5)))
+    assert (w / h).min() > 0.75 * 0.9 and (w / h).max() < 4 / 3 * 1.1
+    assert (w / h).max() > 1.2 and (w / h).min() < 0.85  # the whole range is used
+    out = augment.crop(x, 0.9, gen(5))
+    w, h = box(out)
+    assert torch.allclose(w / h, torch.full_like(w, 4 / 3), rtol=0.05)
+    assert torch.allclose(out[:, 0].mean((1, 2)), torch.full((300,), 0.5), atol=1e-3)  # centred
+
+
 def test_random_erasing_rate_and_area():
     n, p = 4000, 0.4
     x = torch.ones(n, 3, 32, 32)

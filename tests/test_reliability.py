@@ -209,6 +209,7 @@ BATTERY = {
     "unknown model": (replace("name = \"smallcnn\"", "name = \"smallcn\""), "value \"smallcn\" is not a known model (did you mean \"smallcnn\"?)"),
     "unknown optimizer": (replace("lr = 0.05", "lr = 0.05\noptimizer = \"adam\""), "value \"adam\" is not allowed; expected one of \"sgd\", \"adamw\""),
     "start epoch past the end": (replace("strengths = [1.0, 0.5]", "strengths = [1.0, 0.5]\nstart_epoch = 5"), "field 'sweep.crop.start_epoch': value 5 is not allowed"),
+    "fractional pixels": (replace("[sweep.crop]", "[baseline]\ntranslate = 1.5\n\n[sweep.crop]"), "field 'baseline.translate': value 1.5 is out of range for translate; allowed: 0 <= s <= 64, a whole number"),
     "duplicate seeds": (replace("seeds = [0, 1]", "seeds = [1, 1]"), "seed 1 appears more than once"),
     "negative seed": (replace("seeds = [0, 1]", "seeds = [-1]"), "value -1 is not allowed; seeds are integers >= 0"),
     "no sweep": (GOOD.split("[sweep.crop]")[0], "field 'sweep': missing"),
