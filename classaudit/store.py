@@ -73,8 +73,9 @@ def _study_problem(study: Any) -> str | None:
         return f"field 'runs' is {_short(study.get('runs'))}; it must map each run id to its seed, label and points"
     for rid, run in study["runs"].items():
         points = run.get("points") if isinstance(run, dict) else None
+        # A factorial study's interaction runs (two regularizers on at once) are on no axis: points = [].
         if not (isinstance(run, dict) and isinstance(run.get("seed"), int) and isinstance(run.get("label"), str)
-                and isinstance(points, list) and points
+                and isinstance(points, list)
                 and all(isinstance(p, dict) and {"axis", "strength", "is_off"} <= p.keys() for p in points)):
             return (f"field 'runs.{rid}' is {_short(run)}; it must hold 'seed' (a whole number), 'label' (text) "
                     "and 'points' (a list of {axis, strength, is_off})")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from classaudit.cli import cli
-from classaudit.store import ResultsFolder, load_predictions, load_results
+from classaudit.store import ResultsFolder, load_predictions, load_results, load_runs
 
 
 def sweep(runner, study, results, *extra):
@@ -122,6 +122,23 @@ def test_damaged_record_is_detected_and_retrained(finished, runner, tmp_path):
     out = sweep(runner, study, copy)
     assert "trained 1 run(s)" in out.output
     pd.testing.assert_frame_equal(load_results(copy), load_results(full))
+
+
+def test_factorial_study_sweeps_reports_and_leaves_interaction_runs_out_of_the_analysis(runner, tmp_path):
+    from tests.conftest import TINY_STUDY
+
+    study = tmp_path / "factorial.toml"
+    study.write_text(TINY_STUDY.replace("seeds = [0, 1]", "seeds = [0]\ndesign = \"factorial\""))
+    results = tmp_path / "r"
+    out = sweep(runner, study, results)
+    assert out.exit_code == 0 and "trained 4 run(s)" in out.output, out.output  # 2 x 2, one with both on
+    assert runner.invoke(cli, ["status", str(results)]).output.startswith("tiny: 4/4 done")
+    frame = load_results(results)
+    assert frame["run_id"].nunique() == 3  # the interaction run is on neither axis...
+    runs = load_runs(results)
+    assert len(runs) == 4 and (runs["axes"] == "").sum() == 1  # ...but listed with the runs
+    report = runner.invoke(cli, ["report", str(results), "--out", str(tmp_path / "report")])
+    assert report.exit_code == 0, report.output
 
 
 def test_dry_run_writes_nothing(tiny_study, runner, tmp_path):

@@ -241,8 +241,9 @@ def sorted_change(rows: pd.DataFrame, title: str, name: str) -> str:
     delta = rows["delta"].to_numpy(float) * 100
     # With two or three seeds a t interval can reach past +-100 points, which no change of accuracy can: clip it
     # there, so one wide interval does not squash every bar.
-    low = (rows["delta"] - rows["ci_low"].clip(lower=-1.0)).to_numpy(float) * 100
-    high = (rows["ci_high"].clip(upper=1.0) - rows["delta"]).to_numpy(float) * 100
+    # An exact (McNemar) interval can end at delta itself, where rounding leaves -1e-17: whiskers are >= 0.
+    low = np.maximum((rows["delta"] - rows["ci_low"].clip(lower=-1.0)).to_numpy(float) * 100, 0.0)
+    high = np.maximum((rows["ci_high"].clip(upper=1.0) - rows["delta"]).to_numpy(float) * 100, 0.0)
     labels = [_short(str(n)) for n in rows["class_name"]]
     tick_size = 6.5 if k > 40 else 7.5
     left, right, top, bottom = _label_width(labels, tick_size) + 0.2, 0.2, 0.35, 0.55
