@@ -187,8 +187,20 @@ def build_model(spec: Mapping[str, Any], num_classes: int, in_channels: int) -> 
 
 
 def freeze_backbone(model: nn.Module) -> None:
-    """Train only `model.head` from now on (transfer studies, or a fine-tuning stage)."""
+    """Train only `model.head` from now on (transfer studies, or a fine-tuning stage): the backbone gets no
+    gradients, and `train_mode` keeps it in eval mode, so its BatchNorm statistics stay as they are too."""
     for p in model.parameters():
         p.requires_grad_(False)
     for p in model.head.parameters():
         p.requires_grad_(True)
+    model.backbone_frozen = True
+
+
+def train_mode(model: nn.Module) -> None:
+    """model.train(), except that a frozen backbone stays in eval mode (BatchNorm running statistics and
+    dropout as at the freeze): only the head is trained."""
+    if getattr(model, "backbone_frozen", False):
+        model.eval()
+        model.head.train()
+    else:
+        model.train()

@@ -25,7 +25,7 @@ from torch import nn
 from classaudit import augment
 from classaudit.data import Dataset, load_dataset
 from classaudit.errors import UsageError
-from classaudit.models import build_model, freeze_backbone
+from classaudit.models import build_model, freeze_backbone, train_mode
 from classaudit.result import RunResult, SplitPredictions
 
 _DATASETS: dict[str, Dataset] = {}  # one loaded data set per process: a sweep trains many runs on the same one
@@ -124,7 +124,7 @@ def train_one(
         if decay_group is not None:
             decay_group["weight_decay"] = active.get("weight_decay", 0.0)
         smoothing = active.get("label_smoothing", 0.0)
-        model.train()
+        train_mode(model)
         perm = torch.randperm(n, generator=g, device=device)
         loss_sum = torch.zeros((), device=device)
         for step in range(steps_per_epoch):

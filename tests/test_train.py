@@ -79,6 +79,24 @@ def test_finetune_stage_trains_only_the_head():
     assert len(result.curve) == 2
 
 
+def test_a_frozen_backbone_keeps_its_batchnorm_statistics():
+    from classaudit.models import build_model, freeze_backbone, train_mode
+
+    model = build_model({"name": "smallcnn", "options": {"width": 4}}, num_classes=3, in_channels=3)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    train_mode(model)
+    model(torch.rand(8, 3, 16, 16))
+    before = [m.running_mean.clone() for m in norms]
+    assert not all(torch.equal(b, torch.zeros_like(b)) for b in before)  # not frozen yet: statistics moved
+    freeze_backbone(model)
+    train_mode(model)
+    model(torch.rand(8, 3, 16, 16) + 1)
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, norms))
+    assert model.head.training and not any(m.training for m in norms)
+    assert [p.requires_grad for p in model.parameters()].count(True) == len(list(model.head.parameters()))
+
+
 def test_weight_decay_goes_to_weights_only_unless_asked():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
                                 torch.nn.LazyLinear(2))
