@@ -109,7 +109,7 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
     Results go to a folder that one sweep at a time may write.
     """
     from classaudit.config import load_study
-    from classaudit.sweep import plan, run_sweep
+    from classaudit.sweep import check_size, plan, run_sweep
 
     study = load_study(study_file, [*sets, *([f"train.epochs={epochs}"] if epochs is not None else [])])
     if device != "auto":
@@ -128,6 +128,7 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         click.echo(f"{study.name}: all {len(the_plan.runs)} runs are finished in {results}; nothing to train.")
         _print_table(results)
         return
+    check_size(study, the_plan, yes)  # before the data set is downloaded
     from classaudit.executors import make_executor
     from classaudit.train import get_dataset
 
@@ -244,7 +245,7 @@ def report(results: Path, out: Path | None, alpha: float, min_effect: float) -> 
 @click.argument("results", type=click.Path(path_type=Path))
 @click.option("--verbose", "-v", is_flag=True, help="List every run, not only problems.")
 def status(results: Path, verbose: bool) -> None:
-    """Show which runs of a results folder are done, pending, failed or damaged.
+    """Show which runs of a results folder are done, pending, failed, damaged or stale.
 
     \b
     Example:
@@ -276,7 +277,12 @@ def status(results: Path, verbose: bool) -> None:
 
 @cli.command()
 def regularizers() -> None:
-    """List the regularizers: unit of strength, allowed range, off value."""
+    """List the regularizers: unit of strength, allowed range, off value.
+
+    \b
+    Example (their names are the [sweep.NAME] and [baseline] keys of a study):
+      classaudit regularizers
+    """
     from classaudit.regularizers import REGULARIZERS
 
     for r in REGULARIZERS.values():
@@ -287,7 +293,12 @@ def regularizers() -> None:
 
 @cli.command()
 def datasets() -> None:
-    """List the data sets a study can name."""
+    """List the data sets a study can name, with their options.
+
+    \b
+    Example (a name goes in the study's [dataset] table, its options in [dataset.options]):
+      classaudit datasets
+    """
     from classaudit.config import DATASET_OPTIONS
     from classaudit.data import DESCRIPTIONS
 
@@ -299,7 +310,13 @@ def datasets() -> None:
 @cli.command()
 @click.option("--all", "show_all", is_flag=True, help="Also list every torchvision classifier name.")
 def models(show_all: bool) -> None:
-    """List the models a study can name."""
+    """List the models a study can name.
+
+    \b
+    Examples (a name goes in the study's [model] table):
+      classaudit models
+      classaudit models --all     # also every torchvision classifier, e.g. resnet50
+    """
     from classaudit.models import DESCRIPTIONS
 
     for name, text in DESCRIPTIONS.items():

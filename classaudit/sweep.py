@@ -43,6 +43,13 @@ def plan(study: Study, results: str | Path) -> SweepPlan:
     return SweepPlan(runs, [r for r in runs if r.run_id not in good], bad, sorted(set(good) - wanted))
 
 
+def check_size(study: Study, the_plan: SweepPlan, confirm_large: bool) -> None:
+    """Refuse a study larger than its max_runs unless confirmed (a typo in a grid can mean thousands of runs)."""
+    if len(the_plan.runs) > study.max_runs and not confirm_large:
+        raise UsageError(f"{study.path}: the study expands to {len(the_plan.runs)} runs, more than study.max_runs "
+                         f"= {study.max_runs}; pass --yes to run them all, or raise study.max_runs")
+
+
 def run_sweep(
     study: Study,
     results: str | Path,
@@ -58,9 +65,7 @@ def run_sweep(
 ) -> SweepSummary:
     """Train every missing run of `study` into the folder `results`, holding its lock throughout."""
     the_plan = plan(study, results)
-    if len(the_plan.runs) > study.max_runs and not confirm_large:
-        raise UsageError(f"{study.path}: the study expands to {len(the_plan.runs)} runs, more than study.max_runs "
-                         f"= {study.max_runs}; pass --yes to run them all, or raise study.max_runs")
+    check_size(study, the_plan, confirm_large)
     folder = ResultsFolder(results)
     summary = SweepSummary(len(the_plan.runs), len(the_plan.runs) - len(the_plan.todo),
                            corrupt=the_plan.corrupt, stale=the_plan.stale)

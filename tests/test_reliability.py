@@ -169,7 +169,11 @@ def test_unwritable_results_folder(tmp_path, runner, monkeypatch):
     assert "cannot write to the results folder (Permission denied)" in out.output
 
 
-def test_huge_grid_needs_confirmation(tmp_path, runner):
+def test_huge_grid_needs_confirmation(tmp_path, runner, monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("the data set was loaded before the size check")
+
+    monkeypatch.setattr("classaudit.train.get_dataset", no_download)
     study = tmp_path / "big.toml"
     grid = ", ".join(str(round(0.05 + i * 0.009, 3)) for i in range(100))
     study.write_text(TINY_STUDY.replace("strengths = [1.0, 0.5]", f"strengths = [{grid}]")

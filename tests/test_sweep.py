@@ -141,6 +141,44 @@ def test_factorial_study_sweeps_reports_and_leaves_interaction_runs_out_of_the_a
     assert report.exit_code == 0, report.output
 
 
+def test_status_verbose_lists_every_run(finished, runner):
+    _, results, _ = finished
+    lines = runner.invoke(cli, ["status", "-v", str(results)]).output.splitlines()
+    assert len([line for line in lines if line.startswith("  done     ")]) == 6
+
+
+def test_set_and_epochs_override_the_study_and_change_the_run_ids(tiny_study, runner, tmp_path):
+    def ids(*extra):
+        out = runner.invoke(cli, ["sweep", str(tiny_study), "--results", str(tmp_path / "r"), "--dry-run", *extra])
+        assert out.exit_code == 0, out.output
+        return {line.split()[0] for line in out.output.splitlines()[1:]}
+
+    plain, longer = ids(), ids("--epochs", "3")
+    assert len(plain) == len(longer) == 6 and plain.isdisjoint(longer)
+    assert ids("--set", "train.epochs=3") == longer
+    out = runner.invoke(cli, ["sweep", str(tiny_study), "--dry-run", "--set", "train.epochs=-1"])
+    assert out.exit_code == 2 and "train.epochs" in out.output
+
+
+def test_retries_try_a_failing_run_again_within_the_sweep(tiny_study, runner, tmp_path, monkeypatch):
+    import classaudit.executors as executors
+
+    real, calls = executors.execute_task, []
+
+    def flaky(task):  # the first run always fails, as a run with bad data would
+        calls.append(task.run_id)
+        if task.label.startswith("baseline seed=0"):
+            raise RuntimeError("bad batch")
+        return real(task)
+
+    monkeypatch.setattr(executors, "execute_task", flaky)
+    out = sweep(runner, tiny_study, tmp_path / "r", "--retries", "2")
+    assert out.exit_code == 1 and "trained 5 run(s)" in out.output and "1 failed" in out.output, out.output
+    failed = next(iter(ResultsFolder(tmp_path / "r").failures().values()))
+    assert failed["attempts"] == 3 and "RuntimeError: bad batch" in failed["error"]
+    assert len(calls) == 6 + 2
+
+
 def test_dry_run_writes_nothing(tiny_study, runner, tmp_path):
     out = runner.invoke(cli, ["sweep", str(tiny_study), "--results", str(tmp_path / "r"), "--dry-run"])
     assert out.exit_code == 0 and "6 runs, 6 to train" in out.output
@@ -193,6 +231,8 @@ def test_listings(runner):
     assert out.exit_code == 0 and "crop" in out.output and "off = 1" in out.output
     assert "shapes" in runner.invoke(cli, ["datasets"]).output
     assert "smallcnn" in runner.invoke(cli, ["models"]).output
-    for command in ("sweep", "status", "regularizers"):
-        assert runner.invoke(cli, [command, "--help"]).exit_code == 0
-    assert "Examples:" in runner.invoke(cli, ["sweep", "--help"]).output
+    for command in ("sweep", "report", "status", "regularizers", "datasets", "models"):
+        out = runner.invoke(cli, [command, "--help"])
+        assert out.exit_code == 0 and f"classaudit {command}" in out.output.split("Example")[1], command
+    everything = runner.invoke(cli, ["models", "--all"]).output
+    assert "torchvision classifiers: " in everything and "resnet50" in everything

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from classaudit.config import expand, parse_study
-from classaudit.train import _optimizer, active_regularizers, train_one
+from classaudit.train import _optimizer, _schedule, active_regularizers, train_one
 
 
 def tiny_config(sweep=None, width=4, **train):
@@ -72,6 +72,30 @@ def test_torchvision_classifier_takes_grey_images():
 
     model = build_model({"name": "resnet18"}, num_classes=10, in_channels=1).eval()
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name, expected", [
+    # 10 steps, warm-up 0.2 = 2 steps: up linearly, then down to 0 linearly (onecycle) or along a cosine.
+    ("onecycle", [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]),
+    ("cosine", [0.5, 1.0] + [0.5 * (1 + np.cos(np.pi * k / 8)) for k in range(8)]),
+    ("constant", [1.0] * 10),
+])
+def test_learning_rate_schedules(name, expected):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    schedule = _schedule(optimizer, {"schedule": name, "warmup_fraction": 0.2}, total_steps=10)
+    seen = []
+    for _ in range(10):
+        seen.append(optimizer.param_groups[0]["lr"] / 2.0)
+        optimizer.step()
+        schedule.step()
+    assert seen == pytest.approx(expected)
+
+
+def test_cifar_resnet18_shapes():
+    from classaudit.models import build_model
+
+    model = build_model({"name": "cifar_resnet18", "options": {"width": 8}}, num_classes=10, in_channels=3)
+    assert model.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_finetune_stage_trains_only_the_head():
