@@ -7,7 +7,9 @@ exit status 1; `classaudit --debug ...` shows the traceback instead.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -165,9 +167,16 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
 
     t0 = time.perf_counter()
     try:
-        summary = run_sweep(study, results, ex, data_dir=str(data_dir) if data_dir else None,
-                            device=None if device == "auto" else device, workers=workers, retries=retries,
-                            confirm_large=yes, on_start=on_start, on_outcome=on_outcome)
+        # SIGTERM (kill, Slurm's scancel, a shutdown) stops the sweep as Ctrl-C does: workers are stopped too.
+        main = threading.current_thread() is threading.main_thread()  # only there can handlers be set
+        previous = signal.signal(signal.SIGTERM, _terminated) if main else None
+        try:
+            summary = run_sweep(study, results, ex, data_dir=str(data_dir) if data_dir else None,
+                                device=None if device == "auto" else device, workers=workers, retries=retries,
+                                confirm_large=yes, on_start=on_start, on_outcome=on_outcome)
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -185,6 +194,10 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         click.echo(f"Failed runs are listed by `classaudit status {results}`; run the sweep again to retry them.",
                    err=True)
         sys.exit(1)
+
+
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_table(results: Path) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -165,10 +167,19 @@ def _receive(conn) -> Outcome | None:
     return None
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose sweep was killed outright (SIGKILL, a crash) stops within a second instead of training
+    its run to the end for nobody: the orphan is adopted by another process, so its parent id changes."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def _serve(conn) -> None:
     """A worker process: runs each task it is sent, sends back the outcome, until it is sent None.
     Ctrl-C reaches the whole process group; the parent alone handles it (and stops its workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     while True:
         try:
             task = conn.recv()

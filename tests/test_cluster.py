@@ -469,6 +469,45 @@ def test_local_pool_worker_killed_is_recorded_and_completed_next_time(reference,
     assert not [pid for pid in _children(me) if "spawn_main" in _cmdline(pid)]  # no worker outlived its sweep
 
 
+# Runs of a minute or more: a worker that outlives its sweep by 10 s is one still training.
+LONG_STUDY = TINY_STUDY.replace("n_train_per_class = 12", "n_train_per_class = 300").replace("epochs = 1",
+                                                                                               "epochs = 150")
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_stopped_sweep_leaves_no_worker_behind(tmp_path, how):
+    """SIGTERM (kill, scancel) stops a sweep as Ctrl-C does, workers included; after SIGKILL, which the sweep
+    cannot see, its workers notice they were orphaned and exit instead of training on for nobody."""
+    study = tmp_path / "long.toml"
+    study.write_text(LONG_STUDY)
+    results = tmp_path / "r"
+    log = tmp_path / "sweep.log"  # a file, not a pipe: the workers hold its write end too, and would keep
+    with open(log, "wb") as out:   # a pipe open until they exit
+        sweep = subprocess.Popen([str(Path(sys.executable).with_name("classaudit")), "sweep", str(study),
+                                  "--results", str(results), "--workers", "2", "--no-progress"], stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((results / "checkpoints").glob("*.pt")):  # the workers are training
+            assert sweep.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        workers = [p for p in _children(sweep.pid) if "spawn_main" in _cmdline(p)]
+        assert len(workers) == 2
+        os.kill(sweep.pid, getattr(signal, how))
+        sweep.wait(timeout=60)
+        output = log.read_text()
+        if how == "SIGTERM":
+            assert sweep.returncode == 130 and "Interrupted. Every finished run is kept" in output, output
+        deadline = time.monotonic() + 10
+        while [p for p in workers if _stat(p) and _stat(p)[0] != "Z"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in workers if _stat(p) and _stat(p)[0] != "Z"], "a worker outlived its sweep"
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+            sweep.wait()
+
+
 def test_a_half_sent_outcome_is_a_dead_worker_not_a_hang():
     """A worker killed while sending a large outcome leaves part of a message in its pipe; the parent reads
     the end of file that follows as the worker's death instead of waiting for the rest."""
