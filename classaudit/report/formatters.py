@@ -77,12 +77,12 @@ def pvalue(value: object) -> str:
     return f"{value:.3f}"
 
 
-def compare(value: object) -> str:
-    """A p- or q-value after its name: "= 0.012", "< 0.001", or ": none" when no test was possible."""
+def q(value: object) -> str:
+    """A q-value with its name: "q = 0.012", "q < 0.001", or "untested" when the seeds allowed no test."""
     if _missing(value):
-        return ": none"
+        return "untested"
     text = pvalue(value)
-    return f"< {text[1:]}" if text.startswith("<") else f"= {text}"
+    return f"q < {text[1:]}" if text.startswith("<") else f"q = {text}"
 
 
 def strength(value: object) -> str:
@@ -158,4 +158,4 @@ def split_name(split: str) -> str:
 
 
 # Every formatter, by the filter name the templates use.
-FILTERS = {**BY_NAME, "md": md, "split_name": split_name, "compare": compare, "interval": interval, "plural": plural, "cell": cell}
+FILTERS = {**BY_NAME, "md": md, "split_name": split_name, "q": q, "interval": interval, "plural": plural, "cell": cell}
