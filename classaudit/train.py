@@ -1,4 +1,5 @@
-"""Training: `train_one(run) -> RunResult`, one run from its resolved config, pure (it writes nothing).
+"""Training: `train_one(config) -> RunResult`, one run from its resolved config. It writes nothing but its own
+checkpoint, when given a path for one (the store alone writes results).
 
 Device-agnostic: the whole data set is moved to the device once as uint8; every batch is augmented there with
 per-sample randomness from one torch.Generator seeded by the run's seed, so the same run on the same machine
