@@ -123,8 +123,14 @@ class LocalExecutor:
                         idle.append(worker)
                     yield outcome or Outcome(task, error="worker process died (killed or out of memory)")
         finally:  # also when the caller stops early or is interrupted: no worker outlives the sweep
-            for worker in [*idle, *busy]:
-                worker.stop(busy=worker in busy)
+            # Signal every worker before waiting for any, so that a second Ctrl-C during the waits cannot leave
+            # a busy one training (multiprocessing would then wait for it at exit).
+            for worker in busy:
+                worker.process.terminate()  # its run is abandoned; its checkpoint lets a later sweep resume it
+            for worker in idle:
+                worker.send(None)
+            for worker in [*busy, *idle]:
+                worker.stop()
 
 
 class _Worker:
@@ -145,11 +151,9 @@ class _Worker:
     def receive(self) -> Outcome | None:
         return _receive(self.conn)
 
-    def stop(self, busy: bool = False) -> None:
-        if busy:  # its run is abandoned; a run's checkpoint survives this, so a later sweep resumes it
-            self.process.terminate()
-        else:
-            self.send(None)
+    def stop(self) -> None:
+        """Ask it to exit (a no-op for one already told or terminated), wait, and kill it if it does not."""
+        self.send(None)
         self.process.join(10)
         if self.process.is_alive():
             self.process.kill()

@@ -107,7 +107,7 @@ def train_one(
 
     curve: list[dict[str, float]] = []
     first_epoch = 0
-    state = _load_checkpoint(Path(checkpoint), model) if checkpoint is not None else None
+    state = _load_checkpoint(Path(checkpoint), model, g) if checkpoint is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -170,11 +170,12 @@ def active_regularizers(regs: Mapping[str, Mapping[str, Any]], epoch: int) -> di
     return {name: r["strength"] for name, r in regs.items() if epoch >= r["start_epoch"]}
 
 
-def _load_checkpoint(path: Path, model: nn.Module) -> dict[str, Any] | None:
+def _load_checkpoint(path: Path, model: nn.Module, generator: torch.Generator) -> dict[str, Any] | None:
     """The saved training state, or None to start from epoch 0: when there is none, and when it cannot be
-    used (truncated, or saved by a model of other shapes), which is then removed with a warning, so that the
-    run starts over instead of failing the same way on every sweep. Read onto the CPU: the load_state_dict
-    calls copy each tensor to where its parameter lives."""
+    used (truncated, saved by a model of other shapes, or on another kind of device, whose generator state
+    differs), which is then removed with a warning, so that the run starts over instead of failing the same
+    way on every sweep. Read onto the CPU: the load_state_dict calls copy each tensor to where its parameter
+    lives."""
     if not path.exists():
         return None
     try:
@@ -183,6 +184,8 @@ def _load_checkpoint(path: Path, model: nn.Module) -> dict[str, Any] | None:
         saved = {k: tuple(v.shape) for k, v in state["model"].items()}
         if saved != expected:
             raise ValueError("it was saved by a model with other layers")
+        if state["generator"].numel() != generator.get_state().numel():
+            raise ValueError("it was saved on another kind of device")
         return state
     except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the remedy is the same
         warnings.warn(f"{path}: cannot resume from this checkpoint ({type(e).__name__}: {e}); the run starts "

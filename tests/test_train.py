@@ -53,14 +53,19 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path, sweep):
     assert np.array_equal(resumed.splits["test"].p_true, whole.splits["test"].p_true)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "other_model"])
+@pytest.mark.parametrize("damage", ["truncated", "other_model", "other_device"])
 def test_a_checkpoint_that_cannot_be_used_is_removed_and_the_run_starts_over(tmp_path, damage):
     config = tiny_config()
     ckpt = tmp_path / "run.pt"
     if damage == "truncated":
         ckpt.write_bytes(b"")
-    else:  # left by a run of a wider model under the same name
+    elif damage == "other_model":  # left by a run of a wider model under the same name
         train_one(tiny_config(width=8, epochs=1), checkpoint=ckpt)
+    else:  # saved on a GPU (a CUDA generator's state is 16 bytes), resumed on a CPU
+        train_one(tiny_config(epochs=1), checkpoint=ckpt)
+        state = torch.load(ckpt, weights_only=True)
+        state["generator"] = torch.zeros(16, dtype=torch.uint8)
+        torch.save(state, ckpt)
     with pytest.warns(RuntimeWarning, match="cannot resume from this checkpoint .*; the run starts over"):
         result = train_one(config, checkpoint=ckpt)
     assert result.timings["resumed_at_epoch"] == 0
