@@ -116,7 +116,7 @@ class LocalExecutor:
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for worker in [w for w in busy if w.conn in ready or w.process.sentinel in ready]:
                     task = busy.pop(worker)
-                    outcome = worker.receive()
+                    outcome = _receive(worker.conn)
                     if outcome is None or worker.process.sentinel in ready:
                         worker.stop()
                     else:
@@ -145,15 +145,11 @@ class _Worker:
     def send(self, task: Task | None) -> None:
         try:
             self.conn.send(task)
-        except OSError:  # dead already; receive() will say so
+        except OSError:  # dead already; _receive will say so
             pass
 
-    def receive(self) -> Outcome | None:
-        return _receive(self.conn)
-
     def stop(self) -> None:
-        """Ask it to exit (a no-op for one already told or terminated), wait, and kill it if it does not."""
-        self.send(None)
+        """Wait for it to end (dead, terminated, or sent None), killing it if it has not within 10 s."""
         self.process.join(10)
         if self.process.is_alive():
             self.process.kill()

@@ -102,7 +102,7 @@ def train_one(
     total_epochs = epochs + finetune
     bs = min(train_cfg["batch_size"], n)
     steps_per_epoch = n // bs  # drop the last partial batch: a batch of one breaks BatchNorm
-    optimizer, decay_group = _optimizer(model, train_cfg)
+    optimizer = _optimizer(model, train_cfg)
     schedule = _schedule(optimizer, train_cfg, steps_per_epoch * total_epochs)
 
     curve: list[dict[str, float]] = []
@@ -111,8 +111,6 @@ def train_one(
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        if decay_group is not None:  # loading replaced the optimizer's group dicts: follow the live one
-            decay_group = optimizer.param_groups[0]
         schedule.load_state_dict(state["schedule"])
         g.set_state(state["generator"].cpu())  # generator states are CPU byte tensors, whatever the device
         first_epoch, curve = int(state["epoch"]), list(state["curve"])
@@ -122,8 +120,8 @@ def train_one(
         if finetune and epoch >= epochs:
             freeze_backbone(model)  # second stage: only the head learns
         active = active_regularizers(regs, epoch)
-        if decay_group is not None:
-            decay_group["weight_decay"] = active.get("weight_decay", 0.0)
+        # Group 0 holds the decayed weights. Looked up each epoch: loading a checkpoint replaces the group dicts.
+        optimizer.param_groups[0]["weight_decay"] = active.get("weight_decay", 0.0)
         smoothing = active.get("label_smoothing", 0.0)
         train_mode(model)
         perm = torch.randperm(n, generator=g, device=device)
@@ -294,7 +292,7 @@ def _channel_stats(x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor,
 def _optimizer(model: nn.Module, cfg: Mapping[str, Any]):
     """SGD (coupled weight decay, i.e. L2 in the gradient) or AdamW (decoupled). Weight decay goes only to the
     weights of conv and linear layers unless decay_norm_and_bias: decaying BatchNorm scales and biases is known
-    to hurt, and it is what most recipes do. Returns (optimizer, the param group whose decay is swept)."""
+    to hurt, and it is what most recipes do. Returns the optimizer; its param group 0 holds the weights whose decay is swept."""
     decay, no_decay = [], []
     for p in model.parameters():
         (decay if p.ndim > 1 or cfg["decay_norm_and_bias"] else no_decay).append(p)
@@ -306,7 +304,7 @@ def _optimizer(model: nn.Module, cfg: Mapping[str, Any]):
                               nesterov=cfg["nesterov"] and cfg["momentum"] > 0)
     else:
         opt = torch.optim.AdamW(groups, lr=cfg["lr"], betas=(cfg["momentum"], 0.999))
-    return opt, opt.param_groups[0]
+    return opt
 
 
 def _schedule(optimizer, cfg: Mapping[str, Any], total_steps: int):

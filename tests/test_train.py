@@ -131,10 +131,10 @@ def test_weight_decay_goes_to_weights_only_unless_asked():
                                 torch.nn.LazyLinear(2))
     model(torch.zeros(1, 3, 5, 5))
     cfg = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "decay_norm_and_bias": False}
-    opt, decay = _optimizer(model, cfg)
-    assert {p.ndim for p in decay["params"]} == {2, 4}  # conv and linear weights
+    opt = _optimizer(model, cfg)
+    assert {p.ndim for p in opt.param_groups[0]["params"]} == {2, 4}  # conv and linear weights
     assert all(p.ndim == 1 for p in opt.param_groups[1]["params"])  # norm scales and biases
-    opt, decay = _optimizer(model, {**cfg, "decay_norm_and_bias": True})
+    opt = _optimizer(model, {**cfg, "decay_norm_and_bias": True})
     assert len(opt.param_groups) == 1
 
 
@@ -147,8 +147,8 @@ def test_weight_decay_coupled_for_sgd_decoupled_for_adamw(optimizer, expected):
     model.w = w
     cfg = {"optimizer": optimizer, "lr": 0.1, "momentum": 0.0 if optimizer == "sgd" else 0.9, "nesterov": False,
            "decay_norm_and_bias": False}
-    opt, decay = _optimizer(model, cfg)
-    decay["weight_decay"] = 0.5
+    opt = _optimizer(model, cfg)
+    opt.param_groups[0]["weight_decay"] = 0.5
     w.grad = torch.full_like(w, 2.0)
     opt.step()
     assert torch.allclose(w.detach(), torch.full((2, 2), expected))

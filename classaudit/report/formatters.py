@@ -8,7 +8,6 @@ A missing value (None or NaN) prints as an en dash, never as "nan".
 from __future__ import annotations
 
 import html
-
 import math
 import numbers
 
