@@ -273,7 +273,12 @@ def test_regret_exact(literal):
     table = ca.regret(results)
     assert list(table.columns) == ["regularizer", "class_id", "class_name", "best_strength", "best_accuracy",
                                    "chosen_strength", "chosen_accuracy", "regret"]
+    # Each class's best strength is picked on val (cat: 0.5; dog and fox tie, so off), its accuracy read on
+    # test: fox's val-best strength is worse on test than the chosen one, a negative regret.
     assert table[["class_id", "best_strength", "best_accuracy", "chosen_accuracy", "regret"]].values.tolist() == [
+        [0, 0.5, 0.625, 0.625, 0.0], [1, 1.0, 1.0, 0.875, 0.125], [2, 1.0, 0.875, 1.0, -0.125]]
+    on_test = ca.regret(results, select_on="test")
+    assert on_test[["class_id", "best_strength", "best_accuracy", "chosen_accuracy", "regret"]].values.tolist() == [
         [0, 1.0, 1.0, 0.625, 0.375], [1, 1.0, 1.0, 0.875, 0.125], [2, 0.5, 1.0, 1.0, 0.0]]
 
 
@@ -321,6 +326,37 @@ def test_difference_auto_picks_welch_permutation_or_none():
     assert not none["harmed"].any()
 
 
+def test_arms_sharing_some_seeds_are_compared_on_the_shared_ones():
+    # Off has seeds 0-4, the strength 0-3 (a sweep still running): both the change and the test pair seeds 0-3.
+    frame = seeds_frame([80, 90, 70, 85, 60], [76, 85, 67, 80], on_seeds=[0, 1, 2, 3])
+    table = ca.difference(frame, strength="all")
+    assert table["test_used"].tolist() == ["paired"]
+    assert table[["n_seeds_off", "n_seeds"]].values.tolist() == [[4, 4]]
+    assert table["delta"].iloc[0] == pytest.approx(-0.0425)
+    assert table["p_value"].iloc[0] == pytest.approx(
+        stats.ttest_rel([0.76, 0.85, 0.67, 0.80], [0.80, 0.90, 0.70, 0.85]).pvalue)
+    # A named unpaired test still uses every seed.
+    assert ca.difference(frame, strength="all", test="welch")["n_seeds_off"].tolist() == [5]
+
+
+def test_permutation_keeps_the_zero_variance_rule():
+    # Every seed at 100/100 off and 99/100 on: the seeds carry no spread, so the counts are tested (Fisher),
+    # whichever seeds the arms have; permuting constant seeds would give the smallest p there is, 2/252.
+    frame = seeds_frame([100] * 5, [99] * 5, on_seeds=range(5, 10))
+    table = ca.difference(frame, strength="all")
+    assert table["test_used"].tolist() == ["fisher"]
+    assert table["p_value"].iloc[0] == pytest.approx(stats.fisher_exact([[99, 1], [100, 0]]).pvalue)
+
+
+def test_a_class_missing_from_one_seeds_run_is_untested():
+    frame = pd.concat([seeds_frame([80, 82, 85], [70, 75, 71]),
+                       seeds_frame([80, 82, 85], [70, 75], on_seeds=[0, 1]).assign(class_id=1, class_name="b")])
+    table = ca.difference(frame, strength="all")
+    assert table["test_used"].tolist() == ["paired", "none"]
+    assert np.isfinite(table["p_value"].iloc[0]) and np.isnan(table["p_value"].iloc[1])
+    assert not table["harmed"].iloc[1]
+
+
 def test_permutation_is_seeded_and_independent_of_other_rows():
     # 8 seeds a side: C(16, 8) = 12870 arrangements > 9999, so the test samples.
     rng = np.random.default_rng(1)
@@ -356,7 +392,8 @@ def test_one_seed_falls_back_to_mcnemar_and_finds_a_planted_change():
     assert table["test_used"].tolist() == ["mcnemar", "mcnemar"]
     assert table["delta"].tolist() == pytest.approx([-0.2, 0.0])
     assert table["p_value"].tolist() == pytest.approx([2 * 0.5 ** 20, 1.0])  # b = 20, c = 0 discordant
-    assert table["harmed"].tolist() == [True, False]
+    # The two runs differ on class 0, but one run a side cannot blame the strength for it: nothing is flagged.
+    assert table["q_value"].iloc[0] < 1e-4 and not table["harmed"].any() and not table["helped"].any()
     # The interval is (b + c) / n (2 [lo, hi] - 1) with [lo, hi] the exact interval of c / (b + c) = 0 / 20.
     high = stats.binomtest(0, 20).proportion_ci(0.95, method="exact").high
     assert table[["ci_low", "ci_high"]].iloc[0].tolist() == pytest.approx([-0.2, 0.2 * (2 * high - 1)])
@@ -466,6 +503,8 @@ def test_no_validation_split(literal):
         ca.choose_strength(test_only)
     with raises(ca.NO_VALIDATION_SPLIT):
         ca.difference(test_only)
+    with raises(ca.NO_VALIDATION_SPLIT):
+        ca.regret(test_only, strength=0.5)
     assert ca.choose_strength(test_only, select_on="test")["chosen_strength"].tolist() == [1.0]
 
 
@@ -519,7 +558,7 @@ def test_one_seed_a_side_without_predictions_is_untested_not_an_error():
     assert set(untested["test_used"]) == {"none"} and untested["p_value"].isna().all()
     assert not untested["harmed"].any()
     tested = ca.difference(results, strength="all", predictions=predictions)
-    assert set(tested["test_used"]) == {"mcnemar"} and tested["harmed"].any()  # the same data, with the images
+    assert set(tested["test_used"]) == {"mcnemar"} and (tested["q_value"] < 0.05).any()  # with the images
     pd.testing.assert_series_equal(untested["delta"], tested["delta"])
 
 

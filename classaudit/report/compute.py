@@ -64,7 +64,7 @@ class Computed:
     harmed_fraction: pd.DataFrame
     regret: pd.DataFrame
     # The strength each regularizer's "where did the predictions go" looks at: the chosen one, or, where
-    # cross-validation keeps the regularizer off, the strength that harms the most classes (None: none harms).
+    # cross-validation keeps the regularizer off, the strength farthest from off (None: only off has results).
     focus: dict[str, float | None]
     confusion_shift: pd.DataFrame | None  # at each regularizer's focus strength
     absorbers: pd.DataFrame | None
@@ -133,7 +133,7 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
     difference = analysis.difference(results, strength="all", alpha=alpha, min_effect=min_effect,
                                      confidence=confidence, predictions=predictions)
     harmed = analysis.harmed_fraction(difference)
-    regret = analysis.regret(results, strength=at_chosen)
+    regret = analysis.regret(results, strength=at_chosen, select_on=select_on)
 
     focus = {r: _focus(at_chosen[r], off[r], harmed[harmed["regularizer"] == r]) for r in regularizers}
     shifts, absorbed, false_pos = [], [], []
@@ -172,15 +172,15 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
 
 
 def _focus(chosen: float, off: float, harmed: pd.DataFrame) -> float | None:
-    """The chosen strength when it is not off; else the strength harming the most classes (ties: the one
-    farthest from off), so a sweep whose regularizer validation keeps off still shows where harm goes."""
+    """The chosen strength when it is not off; else the strength farthest from off, so a sweep whose regularizer
+    validation keeps off still shows where its harm goes. Fixed in advance rather than the strength with the most
+    harmed classes: picking that on the test results would favour the strength with the most false flags."""
     if not np.isclose(chosen, off, rtol=1e-9, atol=0):
         return chosen
-    harming = harmed[harmed["n_harmed"] > 0]
-    if not len(harming):
+    if not len(harmed):
         return None
-    best = harming.assign(far=(harming["strength"] - off).abs()).sort_values(["n_harmed", "far"]).iloc[-1]
-    return float(best["strength"])
+    far = harmed.assign(far=(harmed["strength"] - off).abs()).sort_values(["far", "strength"]).iloc[-1]
+    return float(far["strength"])
 
 
 def _concat(parts: list[pd.DataFrame], predictions: pd.DataFrame | None) -> pd.DataFrame | None:

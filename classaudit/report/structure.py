@@ -28,9 +28,10 @@ TEST_WORDS = {
     "paired": "a paired t-test across seeds (the same seeds at both strengths)",
     "welch": "Welch's t-test across seeds",
     "permutation": "a permutation test of the difference of the seed means",
-    "mcnemar": "an exact McNemar test on the images (one seed a side, so it sees test-set noise but not seed noise)",
+    "mcnemar": "an exact McNemar test on the images where there is one seed a side (it sees test-set noise but not "
+               "seed noise, so its q says the two runs differ and flags no class as harmed)",
     "fisher": "Fisher's exact test on the counts (where every seed gave the same count)",
-    "none": "no test where one side has a single seed and the other several",
+    "none": "no test where one side has a single seed and the other several, or a class is missing from a run",
 }
 
 
@@ -92,6 +93,7 @@ class Headline:
     worst_name: str
     worst: float
     untested: str  # why the chosen strength could not be tested, or ""
+    seeds: str  # the seeds the chosen strength's test had, as prose ("3 seeds a side"), or ""
     largest_drop: ClassChange | None  # over every strength of the sweep, with the strength it happens at
     largest_drop_strength: float
 
@@ -246,10 +248,18 @@ def _headline(c: Computed, r: str, at_chosen: pd.DataFrame) -> Headline:
     chosen_row = overall[np.isclose(overall["strength"], chosen["chosen_strength"], rtol=1e-9, atol=0)].iloc[0]
     axis = c.difference[c.difference["regularizer"] == r]
     drop = next(axis.sort_values(["delta", "class_id"]).itertuples(index=False), None) if len(axis) else None
-    untested = ""
+    untested, seeds = "", ""
+    if len(rows):
+        n_on, n_off = int(rows["n_seeds"].max()), int(rows["n_seeds_off"].max())
+        seeds = f"{fmt.plural(n_on, 'seed', 'seeds')} a side" if n_on == n_off else \
+            f"{fmt.plural(n_on, 'seed', 'seeds')} against {n_off} at off"
     if len(rows) and rows["p_value"].isna().all():
         untested = (f"{int(rows['n_seeds'].iloc[0])} seed(s) at this strength against "
                     f"{int(rows['n_seeds_off'].iloc[0])} at off, too few for a test")
+    elif len(rows) and (rows["test_used"] == "mcnemar").all():
+        differ = int((rows["q_value"] < c.alpha).sum())
+        untested = (f"one seed a side cannot tell the strength's effect from the seed's (the per-image McNemar "
+                    f"test finds the two runs differ on {differ} of {len(rows)} classes at q < {c.alpha:g})")
     return Headline(
         regularizer=r, off_strength=float(chosen["off_strength"]), chosen_strength=float(chosen["chosen_strength"]),
         chosen_is_off=c.chosen_is_off(r), select_on=c.select_on, accuracy_off=float(chosen["accuracy_off"]),
@@ -260,7 +270,7 @@ def _headline(c: Computed, r: str, at_chosen: pd.DataFrame) -> Headline:
         worst_name_off=c.class_names.get(int(off_row["worst_class_id"]), str(off_row["worst_class_id"])),
         worst_off=float(off_row["group_min"]),
         worst_name=c.class_names.get(int(chosen_row["worst_class_id"]), str(chosen_row["worst_class_id"])),
-        worst=float(chosen_row["group_min"]), untested=untested,
+        worst=float(chosen_row["group_min"]), untested=untested, seeds=seeds,
         largest_drop=_change(drop) if drop is not None else None,
         largest_drop_strength=float(drop.strength) if drop is not None else float("nan"))
 
@@ -301,7 +311,9 @@ def _heatmap(c: Computed) -> Figure | None:
     return Figure(
         title="Change against off, every class and strength",
         caption="Change of each class's test accuracy (seed means) against the off point, in percentage points; "
-                "boxed cells are harmed (q < alpha and a drop larger than min_effect).",
+                "boxed cells are harmed (q < alpha and a drop larger than min_effect; q is corrected across the "
+                "classes of each strength, not across strengths, and every strength is compared with the same off "
+                "runs, so neighbouring strengths' changes are not independent evidence).",
         svg=figures.change_heatmap(c.difference, {r: c.order[r] for r in c.regularizers}, c.class_names,
                                    "fig-heat"))
 
