@@ -48,6 +48,11 @@ class Group(click.Group):
             ctx.exit(1)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # The reader went away (`classaudit status -v R | head`): stop quietly, as `git log | head` does.
+            # Output still buffered would raise again at exit, so stdout now goes nowhere.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(128 + signal.SIGPIPE)
         except Exception as e:  # a bug or an environment failure: one line unless --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -86,7 +91,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Runs at once (local: processes, threads split between them; ray/slurm: max concurrent).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps ...")
-@click.option("--epochs", type=int, default=None, help="Override train.epochs (same as --set train.epochs=N).")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Override train.epochs (same as --set train.epochs=N).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a study field, e.g. --set model.options.width=32 (repeatable; changes the run ids).")
 @click.option("--retries", type=click.IntRange(0), default=0, show_default=True,
@@ -95,7 +100,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="List what would run; write nothing.")
 @click.option("--address", default=None, help="ray: cluster address (e.g. auto or ray://host:10001).")
 @click.option("--cpus-per-run", type=click.FloatRange(0), default=None,
-              help="ray/slurm: CPUs per run, also its torch threads [default: 1].")
+              help="CPUs per run, also its torch threads [default: ray/slurm 1, local the cores split between "
+                   "workers].")
 @click.option("--gpus-per-run", type=click.FloatRange(0), default=None, help="ray/slurm: GPUs per run (ray allows 0.5).")
 @click.option("--partition", default=None, help="slurm: partition.")
 @click.option("--time-limit", type=click.IntRange(1), default=None, help="slurm: minutes per run [default: 60].")
@@ -111,35 +117,37 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
     Results go to a folder that one sweep at a time may write.
     """
     from classaudit.config import load_study
-    from classaudit.sweep import check_size, plan, run_sweep
+    from classaudit.executors import check_executor, make_executor
+    from classaudit.sweep import check_size, plan, record_study, run_sweep
 
     study = load_study(study_file, [*sets, *([f"train.epochs={epochs}"] if epochs is not None else [])])
     if device != "auto":
         from classaudit.train import check_device
 
         check_device(device, here=executor in ("local", "inprocess"))
+    options = dict(address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, partition=partition,
+                   time_limit=time_limit, folder=slurm_folder)
+    # Every usage check comes before the data set is loaded (or downloaded) and before anything is written;
+    # a dry run makes the same checks, so what it approves runs.
+    check_executor(executor, **options)
     results = results or Path("results") / study.name
-    the_plan = plan(study, results)
     if dry_run:
-        click.echo(f"{study.name}: {len(the_plan.runs)} runs, {len(the_plan.todo)} to train, "
-                   f"{len(the_plan.runs) - len(the_plan.todo)} finished in {results}")
-        for run in the_plan.todo:
-            click.echo(f"  {run.run_id}  {run.label}")
+        _dry_run(study, results, yes)
         return
-    if not the_plan.todo and not the_plan.corrupt:
+    check_size(study, yes)
+    the_plan = plan(study, results)
+    if not the_plan.todo:
+        record_study(study, results, the_plan.runs)  # status and report now read this study's runs
         click.echo(f"{study.name}: all {len(the_plan.runs)} runs are finished in {results}; nothing to train.")
         _print_table(results)
         return
-    check_size(study, the_plan, yes)  # before the data set is downloaded
-    from classaudit.executors import make_executor
     from classaudit.train import get_dataset
 
     # Load (download, decode, cache) the data once here, before anything is written: a missing data set is a
     # clear error now rather than a failure in every worker, and the workers then read the cache.
     get_dataset(study.dataset, data_dir)
-    options = {k: v for k, v in dict(address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
-                                     partition=partition, time_limit=time_limit,
-                                     folder=slurm_folder or results / "slurm").items() if v is not None}
+    if executor == "slurm" and slurm_folder is None:
+        options["folder"] = results / "slurm"
     ex = make_executor(executor, workers=workers, **options)
     bar = None
 
@@ -198,6 +206,28 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
 
 def _terminated(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def _dry_run(study, results: Path, yes: bool) -> None:
+    """What `sweep` would do: the runs to train, and what it would say about the folder and the study's size."""
+    from classaudit.config import count_runs
+    from classaudit.sweep import plan
+
+    n = count_runs(study)
+    if n > study.max_runs and not yes:
+        click.echo(f"{study.name}: {n} runs, more than study.max_runs = {study.max_runs}: the sweep will ask for "
+                   "--yes (not listed)")
+        return
+    the_plan = plan(study, results)
+    click.echo(f"{study.name}: {len(the_plan.runs)} runs, {len(the_plan.todo)} to train, "
+               f"{len(the_plan.runs) - len(the_plan.todo)} finished in {results}")
+    for problem in sorted(the_plan.corrupt.values()):
+        click.echo(f"  damaged record, would re-train: {problem}")
+    if the_plan.stale:
+        click.echo(f"  {len(the_plan.stale)} finished run(s) in {results} belong to an earlier version of the "
+                   "study; they would be kept but not used")
+    for run in the_plan.todo:
+        click.echo(f"  {run.run_id}  {run.label}")
 
 
 def _print_table(results: Path) -> None:

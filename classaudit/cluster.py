@@ -53,8 +53,29 @@ DEFAULT_TIME_LIMIT = 60  # minutes per run; submitit's own default (5) is too sh
 def make(name: str, *, workers: int, address: str | None = None, cpus_per_run: float | None = None,
          gpus_per_run: float | None = None, partition: str | None = None, time_limit: int | None = None,
          folder: Path | None = None, cluster: str | None = None):
-    """The executor called `name` ("ray" or "slurm"). Checks every option first and raises one UsageError
-    listing all problems, before anything starts or is written."""
+    """The executor called `name` ("ray" or "slurm"). Checks every option first (see `check`), before anything
+    starts or is written."""
+    check(name, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, partition=partition,
+          time_limit=time_limit, cluster=cluster)
+    cpus = 1.0 if cpus_per_run is None else float(cpus_per_run)
+    gpus = 0.0 if gpus_per_run is None else float(gpus_per_run)
+    if name == "ray":
+        executor = RayExecutor(workers=workers, address=address, cpus_per_run=cpus, gpus_per_run=gpus)
+        executor.connect()
+        return executor
+    return SlurmExecutor(workers=workers, cpus_per_run=int(cpus), gpus_per_run=int(gpus), partition=partition,
+                         time_limit=time_limit or DEFAULT_TIME_LIMIT,
+                         folder=Path(folder) if folder is not None else Path("slurm-jobs"),
+                         cluster=cluster or os.environ.get(CLUSTER_ENV) or "slurm")
+
+
+def check(name: str, *, address: str | None = None, cpus_per_run: float | None = None,
+          gpus_per_run: float | None = None, partition: str | None = None, time_limit: int | None = None,
+          folder: Path | None = None, cluster: str | None = None) -> None:
+    """Raise one UsageError listing every problem with the options of cluster executor `name`; connects to
+    nothing, so a dry run and the sweep itself can check before any data is loaded."""
+    if name not in ("ray", "slurm"):
+        raise UsageError(f"option --executor: value \"{name}\" is not a cluster executor; allowed: ray, slurm")
     problems = []
     cpus = 1.0 if cpus_per_run is None else float(cpus_per_run)
     gpus = 0.0 if gpus_per_run is None else float(gpus_per_run)
@@ -63,14 +84,12 @@ def make(name: str, *, workers: int, address: str | None = None, cpus_per_run: f
     if gpus < 0:
         problems.append(f"option --gpus-per-run: value {gpus_per_run} is negative; give a GPU count >= 0")
     if name == "ray":
-        given = [opt for opt, v in (("--partition", partition), ("--time-limit", time_limit), ("cluster", cluster))
-                 if v is not None]
+        given = [opt for opt, v in (("--partition", partition), ("--time-limit", time_limit), ("cluster", cluster),
+                                    ("--slurm-folder", folder)) if v is not None]
         if given:
             problems.append(f"option {', '.join(given)}: only for --executor slurm; leave it out with --executor ray")
         _raise(problems)
-        executor = RayExecutor(workers=workers, address=address, cpus_per_run=cpus, gpus_per_run=gpus)
-        executor.connect()
-        return executor
+        return
     if name == "slurm":
         cluster = cluster or os.environ.get(CLUSTER_ENV) or "slurm"
         if address is not None:
@@ -89,10 +108,6 @@ def make(name: str, *, workers: int, address: str | None = None, cpus_per_run: f
             problems.append("--executor slurm: Slurm's sbatch is not on PATH here; run the sweep on a Slurm login "
                             f"node, or set {CLUSTER_ENV}=local to run the same jobs as local processes")
         _raise(problems)
-        return SlurmExecutor(workers=workers, cpus_per_run=int(cpus), gpus_per_run=int(gpus), partition=partition,
-                             time_limit=time_limit or DEFAULT_TIME_LIMIT,
-                             folder=Path(folder) if folder is not None else Path("slurm-jobs"), cluster=cluster)
-    raise UsageError(f"option --executor: value \"{name}\" is not a cluster executor; allowed: ray, slurm")
 
 
 def _raise(problems: list[str]) -> None:

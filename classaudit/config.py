@@ -209,7 +209,23 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         raise UsageError(f"{shown}: not valid TOML: {e}") from None
     except OSError as e:
         raise UsageError(f"{shown}: cannot be read: {e.strerror}") from None
-    return parse_study(apply_overrides(raw, overrides), shown)
+    try:
+        return parse_study(apply_overrides(raw, overrides), shown)
+    except UsageError as e:
+        raise UsageError(_blame_overrides(str(e), shown, overrides)) from None
+
+
+def _blame_overrides(message: str, shown: str, overrides: list[str] | tuple[str, ...]) -> str:
+    """The problems with each one about a field an override set named after the option, not the file."""
+    keys = {item.partition("=")[0].strip(): item.strip() for item in overrides}
+    lines = []
+    for line in message.splitlines():
+        for key in sorted(keys, key=len, reverse=True):
+            if line.startswith((f"{shown}: field '{key}'", f"{shown}: field '{key}.", f"{shown}: field '{key}[")):
+                line = f"option --set {keys[key]} (over {shown}):" + line[len(shown) + 1:]
+                break
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -249,6 +265,14 @@ def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:
     model = _section(raw, "model", MODEL_FIELDS, path, problems)
     train = _section(raw, "train", TRAIN_FIELDS, path, problems)
 
+    count = study.get("seeds")
+    if isinstance(count, int) and not isinstance(count, bool) and isinstance(study.get("max_runs"), int) and \
+            count > study["max_runs"]:
+        # A count, not a list: seeds = 20240101 would mean twenty million runs (and hang while expanding them).
+        problems.append(f"{path}: field 'study.seeds': value {count} means seeds 0..{count - 1}, more runs than "
+                        f"study.max_runs = {study['max_runs']}; give a count of seeds (e.g. 5), a list such as "
+                        f"[{count}] for that one seed, or raise study.max_runs")
+        study = {**study, "seeds": None}
     seeds = _seeds(study.get("seeds"), path, problems)
     if isinstance(dataset.get("name"), str):
         dataset["options"] = _options(dataset, "dataset", DATASET_OPTIONS, path, problems)
@@ -471,6 +495,9 @@ def _axes(table: Any, path: str, problems: list[str]) -> tuple[Axis, ...]:
             problems.append(f"{path}: field '{prefix}strengths': value {dupes[0]:g} appears more than once; "
                             "strengths must be distinct")
         off = REGULARIZERS[reg].off
+        if values and len(strengths) == len(values) and set(strengths) == {off}:
+            problems.append(f"{path}: field '{prefix}strengths': value [{off:g}] is only the off point, which every "
+                            f"axis includes; add at least one strength other than {off:g} to sweep {reg}")
         # The off point is every axis' reference, so it is always part of the grid.
         ordered = sorted(set(strengths) | {off}, key=lambda s: (abs(s - off), s))
         axes.append(Axis(name, reg, tuple(ordered), axis["start_epoch"]))
@@ -536,6 +563,13 @@ def expand(study: Study) -> list[Run]:
             else:
                 runs[rid] = Run(rid, seed, config, tuple(points), f"{_describe(study, point_settings)} seed={seed}")
     return list(runs.values())
+
+
+def count_runs(study: Study) -> int:
+    """How many runs expand(study) gives, from one seed's grid: every seed has the same distinct configs."""
+    if not study.seeds:
+        return 0
+    return len(study.seeds) * len(expand(dataclasses.replace(study, seeds=study.seeds[:1])))
 
 
 def _describe(study: Study, settings: Mapping[str, tuple[float, int]]) -> str:

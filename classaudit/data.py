@@ -164,9 +164,14 @@ def _tv_arrays(ds) -> tuple[np.ndarray, np.ndarray]:
 
 def load_image_folder(root: str | Path, size: int, data_dir: Path):
     """Decode train/<class>/* and test/<class>/* once; later loads read a cached .npz (no pickle)."""
-    root = Path(root).expanduser()
+    given = root = Path(root).expanduser()
     if not root.is_absolute():
         root = (data_dir / root) if (data_dir / root).exists() else root.resolve()
+    if not root.exists():
+        where = f"{root}" if given.is_absolute() else f"{data_dir / given} (the data folder) nor {root}"
+        raise UsageError(f"dataset.options.root: value \"{given}\" names no folder: neither {where} exists; put "
+                         "the images there as train/<class>/* and test/<class>/*, or pass --data-dir (or set "
+                         "CLASSAUDIT_DATA) to the folder that holds them")
     files = {split: _list_images(root, split) for split in ("train", "test")}
     classes = sorted({c for c, _ in files["train"]})
     if len(classes) < 2:

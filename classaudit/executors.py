@@ -74,6 +74,9 @@ def _guarded(task: Task) -> Outcome:
 class InProcessExecutor:
     name = "inprocess"
 
+    def __init__(self, threads: int | None = None):
+        self.threads = threads  # torch threads per run; None: all of this machine's cores
+
     def map(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
         for task in tasks:
             yield _guarded(task)
@@ -93,8 +96,9 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, workers: int = 1):
+    def __init__(self, workers: int = 1, threads: int | None = None):
         self.workers = max(1, workers)
+        self.threads = threads  # torch threads per run; None: the cores split between the workers
 
     def map(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
         import multiprocessing as mp
@@ -198,13 +202,43 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def make_executor(name: str, *, workers: int = 1, **options: Any):
-    if name == "inprocess":
-        return InProcessExecutor()
-    if name == "local":
-        return LocalExecutor(workers)
-    if name in ("ray", "slurm"):
+# The options only cluster executors take: the command-line option that sets each, and which executors.
+CLUSTER_OPTIONS = {"address": ("--address", "ray"), "gpus_per_run": ("--gpus-per-run", "ray or slurm"),
+                   "partition": ("--partition", "slurm"), "time_limit": ("--time-limit", "slurm"),
+                   "folder": ("--slurm-folder", "slurm"), "cluster": ("cluster", "slurm")}
+
+
+def check_executor(name: str, **options: Any) -> None:
+    """Raise one UsageError listing every problem with executor `name` and its options (None = not given),
+    starting nothing: called before any data is loaded, and by a dry run."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if name in ("local", "inprocess"):
+        problems = [f"option {CLUSTER_OPTIONS[k][0]}: only for --executor {CLUSTER_OPTIONS[k][1]}; leave it out "
+                    f"with --executor {name}" for k in given if k in CLUSTER_OPTIONS]
+        cpus = given.get("cpus_per_run")
+        if cpus is not None and (cpus != int(cpus) or cpus < 1):
+            problems.append(f"option --cpus-per-run: value {cpus:g} is not a whole number >= 1; with --executor "
+                            f"{name} it is each run's torch thread count")
+        if problems:
+            raise UsageError("\n".join(problems))
+    elif name in ("ray", "slurm"):
         from classaudit import cluster
 
-        return cluster.make(name, workers=workers, **options)
-    raise UsageError(f"option --executor: value \"{name}\" is not known; allowed: {', '.join(EXECUTORS)}")
+        cluster.check(name, **given)
+    else:
+        raise UsageError(f"option --executor: value \"{name}\" is not known; allowed: {', '.join(EXECUTORS)}")
+
+
+def make_executor(name: str, *, workers: int = 1, **options: Any):
+    """The executor called `name`, after check_executor. Local and in-process runs use --cpus-per-run threads
+    each when it is given, so that a run gives the same bits as on a cluster with the same --cpus-per-run."""
+    check_executor(name, **options)
+    given = {k: v for k, v in options.items() if v is not None}
+    threads = int(given["cpus_per_run"]) if "cpus_per_run" in given else None
+    if name == "inprocess":
+        return InProcessExecutor(threads)
+    if name == "local":
+        return LocalExecutor(workers, threads)
+    from classaudit import cluster
+
+    return cluster.make(name, workers=workers, **given)

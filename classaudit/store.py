@@ -97,7 +97,9 @@ class ResultsFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
-            raise UsageError(f"{self.path}: results folder is a file; give the path of a folder")
+            hint = " (it is a study file: its results are in results/<study name>, or where --results put them)" \
+                if self.path.suffix == ".toml" else ""
+            raise UsageError(f"{self.path}: results folder is a file{hint}; give the path of a folder")
         self.runs_dir = self.path / "runs"
         self.failed_dir = self.path / "failed"
         self.checkpoint_dir = self.path / "checkpoints"  # written by the runs themselves, removed once stored
@@ -120,6 +122,10 @@ class ResultsFolder:
     def read_study(self) -> dict[str, Any]:
         path = self.path / "study.json"
         if not path.exists():
+            inside = self.path / "results"
+            if (inside / "study.json").exists():  # a committed report folder holds its results one level down
+                raise UsageError(f"{self.path}: not a classaudit results folder (no study.json); did you mean "
+                                 f"{inside}?")
             raise UsageError(f"{self.path}: not a classaudit results folder (no study.json); run "
                              "`classaudit sweep STUDY.toml --results " + f"{self.path}` first")
         try:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from classaudit.config import Run, Study, expand
+from classaudit.config import Run, Study, count_runs, expand
 from classaudit.errors import EnvironmentProblem, UsageError
 from classaudit.executors import Outcome, Task, threads_per_worker
 from classaudit.store import ResultsFolder
@@ -35,19 +35,31 @@ class SweepSummary:
 
 
 def plan(study: Study, results: str | Path) -> SweepPlan:
-    """What a sweep would do, without writing anything."""
+    """What a sweep would do, without writing anything. Damaged records of runs outside the study are left out:
+    no sweep of this study would re-train them (status lists them)."""
     runs = expand(study)
     folder = ResultsFolder(results)
     good, bad = folder.verified_runs() if folder.path.is_dir() else ({}, {})
     wanted = {r.run_id for r in runs}
-    return SweepPlan(runs, [r for r in runs if r.run_id not in good], bad, sorted(set(good) - wanted))
+    return SweepPlan(runs, [r for r in runs if r.run_id not in good],
+                     {rid: problem for rid, problem in bad.items() if rid in wanted}, sorted(set(good) - wanted))
 
 
-def check_size(study: Study, the_plan: SweepPlan, confirm_large: bool) -> None:
-    """Refuse a study larger than its max_runs unless confirmed (a typo in a grid can mean thousands of runs)."""
-    if len(the_plan.runs) > study.max_runs and not confirm_large:
-        raise UsageError(f"{study.path}: the study expands to {len(the_plan.runs)} runs, more than study.max_runs "
+def check_size(study: Study, confirm_large: bool) -> None:
+    """Refuse a study larger than its max_runs unless confirmed (a typo in a grid can mean thousands of runs).
+    Counted from one seed's grid, so a huge study is refused before it is expanded."""
+    n = count_runs(study)
+    if n > study.max_runs and not confirm_large:
+        raise UsageError(f"{study.path}: the study expands to {n} runs, more than study.max_runs "
                          f"= {study.max_runs}; pass --yes to run them all, or raise study.max_runs")
+
+
+def record_study(study: Study, results: str | Path, runs: list[Run]) -> None:
+    """Make `study` the folder's study (its study.json) without training: what a sweep with nothing left to
+    train does, so that status and report then read this study's runs, not the previous one's."""
+    folder = ResultsFolder(results)
+    with folder.lock():
+        folder.write_study(study.name, study.path, runs)
 
 
 def run_sweep(
@@ -64,8 +76,8 @@ def run_sweep(
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> SweepSummary:
     """Train every missing run of `study` into the folder `results`, holding its lock throughout."""
+    check_size(study, confirm_large)
     the_plan = plan(study, results)
-    check_size(study, the_plan, confirm_large)
     folder = ResultsFolder(results)
     summary = SweepSummary(len(the_plan.runs), len(the_plan.runs) - len(the_plan.todo),
                            corrupt=the_plan.corrupt, stale=the_plan.stale)
@@ -74,7 +86,8 @@ def run_sweep(
         folder.write_study(study.name, study.path, the_plan.runs)
         if on_start is not None:
             on_start(the_plan)
-        threads = threads_per_worker(workers) if executor.name in ("local", "inprocess") else None
+        local = executor.name in ("local", "inprocess")
+        threads = (getattr(executor, "threads", None) or threads_per_worker(workers)) if local else None
         pending = {r.run_id: r for r in the_plan.todo}
         attempts = {rid: 0 for rid in pending}
         while pending:

@@ -94,6 +94,16 @@ def test_image_folder_errors(tmp_path, setup, message):
     assert message in str(info.value)
 
 
+def test_a_missing_image_folder_names_every_place_looked_in(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError) as info:
+        load_dataset({"name": "imagefolder", "options": {"root": "cifar10-jpeg"}}, data_dir=tmp_path / "data")
+    assert str(info.value) == (
+        f"dataset.options.root: value \"cifar10-jpeg\" names no folder: neither {tmp_path / 'data' / 'cifar10-jpeg'} "
+        f"(the data folder) nor {tmp_path / 'cifar10-jpeg'} exists; put the images there as train/<class>/* and "
+        "test/<class>/*, or pass --data-dir (or set CLASSAUDIT_DATA) to the folder that holds them")
+
+
 def test_unreadable_image_is_named(tmp_path):
     make_folder(tmp_path / "imgs", ["a", "b"])
     bad = tmp_path / "imgs" / "train" / "a" / "broken.jpg"
@@ -139,9 +149,10 @@ def test_image_folder_trains_on_real_cifar10(cifar_folder, tmp_path):
         "dataset": {"name": "imagefolder", "val_fraction": 0.02, "options": {"root": str(cifar_folder)}},
         "model": {"name": "smallcnn", "options": {"width": 8}},
         "train": {"epochs": 1, "batch_size": 512, "lr": 0.2},
-        "sweep": {"crop": {"strengths": [1.0]}},
+        "sweep": {"crop": {"strengths": [0.5]}},
     })
-    run = expand(study)[0]
+    run = expand(study)[0]  # the off point: no crop
+    assert run.label == "baseline seed=0"
     result = train_one(run.config, run_id=run.run_id, data_dir=tmp_path)
     test = result.splits["test"]
     assert len(test.label) == 10_000 and np.bincount(test.label).tolist() == [1000] * 10

@@ -264,10 +264,20 @@ def test_battery_is_at_least_25_cases():
     assert len(BATTERY) >= 25
 
 
+def test_a_study_file_given_as_results_folder(tmp_path, runner):
+    study = tmp_path / "demo.toml"
+    study.write_text("[study]\n")
+    for command in ("status", "report"):
+        out = runner.invoke(cli, [command, str(study)])
+        assert out.exit_code == 2 and "results folder is a file (it is a study file" in out.output, out.output
+
+
 @pytest.mark.parametrize("make, words", [
     (lambda p: p.write_text("x"), "results folder is a file"),
     (lambda p: p.mkdir(), "not a classaudit results folder (no study.json)"),
     (lambda p: None, "no such results folder"),
+    (lambda p: _study_json(p / "results", '{"name": "x", "runs": {}}'),
+     "not a classaudit results folder (no study.json); did you mean "),
     (lambda p: _study_json(p, "[]"), "study.json: holds a JSON list, not an object with fields 'name' and 'runs'"),
     (lambda p: _study_json(p, '{"name": "x"}'), "study.json: field 'runs' is None; it must map each run id"),
     (lambda p: _study_json(p, '{"runs": {}}'), "study.json: field 'name' is None; it must be the study's name"),
@@ -285,7 +295,7 @@ def test_bad_results_folders(tmp_path, runner, make, words):
 
 
 def _study_json(folder, text):
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "study.json").write_text(text)
 
 

@@ -147,6 +147,100 @@ def test_status_verbose_lists_every_run(finished, runner):
     assert len([line for line in lines if line.startswith("  done     ")]) == 6
 
 
+def test_finished_sweep_of_another_study_version_makes_it_the_folders_study(finished, runner, tmp_path):
+    # The folder holds epochs=1 runs; a sweep of epochs=2 is trained into it, then the epochs=1 study is swept
+    # again: nothing to train, but from then on status and report read the epochs=1 runs, as the table does.
+    study, full, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(full, copy)
+    assert sweep(runner, study, copy, "--epochs", "2").exit_code == 0
+    assert runner.invoke(cli, ["status", str(copy)]).output.startswith("tiny: 6/6 done, 0 pending (0 failed), "
+                                                                       "0 damaged, 6 stale")
+    again = sweep(runner, study, copy)
+    assert again.exit_code == 0 and "nothing to train" in again.output
+    status = runner.invoke(cli, ["status", str(copy)]).output
+    assert status.startswith("tiny: 6/6 done, 0 pending (0 failed), 0 damaged, 6 stale")
+    pd.testing.assert_frame_equal(load_results(copy), load_results(full))
+
+
+def test_damaged_record_outside_the_study_is_not_announced_as_retrained(finished, runner, tmp_path):
+    study, full, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(full, copy)
+    assert sweep(runner, study, copy, "--epochs", "2").exit_code == 0  # the epochs=1 runs are now stale
+    stale = ResultsFolder(full).run_ids()[0]
+    (copy / "runs" / stale / "record.json").write_text("{")
+    for extra in (("--dry-run",), ()):
+        out = sweep(runner, study, copy, "--epochs", "2", *extra)
+        assert out.exit_code == 0 and "re-train" not in out.output, out.output
+
+
+@pytest.mark.parametrize("options, message", [
+    (("--gpus-per-run", "1"), "option --gpus-per-run: only for --executor ray or slurm; leave it out with "
+                              "--executor local"),
+    (("--partition", "gpu"), "option --partition: only for --executor slurm; leave it out with --executor local"),
+    (("--address", "auto"), "option --address: only for --executor ray; leave it out with --executor local"),
+    (("--cpus-per-run", "0.5"), "option --cpus-per-run: value 0.5 is not a whole number >= 1; with --executor "
+                                "local it is each run's torch thread count"),
+    (("--executor", "slurm", "--address", "auto"), "option --address: only for --executor ray; leave it out with "
+                                                   "--executor slurm"),
+    (("--executor", "ray", "--partition", "gpu"), "option --partition: only for --executor slurm; leave it out "
+                                                  "with --executor ray"),
+])
+def test_executor_options_are_checked_before_data_and_by_a_dry_run(tiny_study, runner, tmp_path, monkeypatch,
+                                                                    options, message):
+    import classaudit.train
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data set was loaded before the options were checked")
+
+    monkeypatch.setattr(classaudit.train, "get_dataset", no_data)
+    for dry in (("--dry-run",), ()):
+        out = runner.invoke(cli, ["sweep", str(tiny_study), "--results", str(tmp_path / "r"), *options, *dry])
+        assert out.exit_code == 2 and out.output == f"Error: {message}\n", out.output
+        assert not (tmp_path / "r").exists()
+
+
+def test_cpus_per_run_sets_the_threads_of_a_local_run(tiny_study, runner, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        out = sweep(runner, tiny_study, tmp_path / "r", "--cpus-per-run", "1", "--set", "study.seeds=[0]",
+                    "--set", "sweep.cutmix.strengths=[0.5]", "--set", "sweep.crop.strengths=[0.5]")
+    finally:
+        torch.set_num_threads(before)
+    assert out.exit_code == 0, out.output
+    threads = {ResultsFolder(tmp_path / "r").read_record(rid)["environment"]["threads"]
+               for rid in ResultsFolder(tmp_path / "r").run_ids()}
+    assert threads == {1}
+
+
+def test_dry_run_of_a_study_over_max_runs_says_the_sweep_will_ask(tiny_study, runner, tmp_path):
+    out = runner.invoke(cli, ["sweep", str(tiny_study), "--results", str(tmp_path / "r"), "--dry-run",
+                              "--set", "study.max_runs=5"])
+    assert out.exit_code == 0 and "6 runs, more than study.max_runs = 5: the sweep will ask for --yes" in out.output
+    out = runner.invoke(cli, ["sweep", str(tiny_study), "--results", str(tmp_path / "r"), "--set", "study.max_runs=5"])
+    assert out.exit_code == 2 and "pass --yes" in out.output and not (tmp_path / "r").exists()
+
+
+def test_output_into_a_closed_pipe_ends_quietly(finished):
+    import os
+    import subprocess
+    import sys
+
+    _, results, _ = finished
+    # As `classaudit status -v R | head -1` once head has gone: a pipe whose reading end is closed.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "classaudit.cli", "status", "-v", str(results)], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.stderr == "" and done.returncode == 141, done.stderr
+
+
 def test_set_and_epochs_override_the_study_and_change_the_run_ids(tiny_study, runner, tmp_path):
     def ids(*extra):
         out = runner.invoke(cli, ["sweep", str(tiny_study), "--results", str(tmp_path / "r"), "--dry-run", *extra])
