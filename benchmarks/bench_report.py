@@ -1,4 +1,4 @@
-"""Time the report on a sweep of 100 runs x 100 classes (the size DESIGN.md's budget is stated for: < 30 s).
+"""Time the report on a sweep of 100 runs x 100 classes (its budget at that size: < 30 s on two cores).
 
 The sweep is synthetic, built with classaudit.analysis.from_predictions: 2 regularizers x 5 strengths (off
 included) x 10 seeds = 100 runs, 100 classes, 100 test and 20 validation images per class (1.2 million

@@ -1,4 +1,4 @@
-"""Per-class audit of a regularizer sweep: every table of DESIGN.md "Analyses", computed from the tidy results frame.
+"""Per-class audit of a regularizer sweep: every table of the report, computed from the tidy results frame.
 
 The questions follow Balestriero, Bottou & LeCun, "The Effects of Regularization and Data Augmentation are Class
 Dependent" (NeurIPS 2022, arXiv 2204.03632): which classes lose accuracy at the strength cross-validation picks,

@@ -107,6 +107,12 @@ def error_of(raw) -> str:
      "s.toml: field 'dataset.options.size': value 8 is not allowed; expected an integer from 16 to 128"),
     ({"study.design": "grid"},
      "s.toml: field 'study.design': value \"grid\" is not allowed; expected one of \"one_at_a_time\", \"factorial\""),
+    ({"sweep.crop.strengths": [1.0]},
+     "s.toml: field 'sweep.crop.strengths': value [1] is only the off point, which every axis includes; add at "
+     "least one strength other than 1 to sweep crop"),
+    ({"study.seeds": 20240101},
+     "s.toml: field 'study.seeds': value 20240101 means seeds 0..20240100, more runs than study.max_runs = 500; "
+     "give a count of seeds (e.g. 5), a list such as [20240101] for that one seed, or raise study.max_runs"),
     ({"dataset.val_fraction": 1.5},
      "s.toml: field 'dataset.val_fraction': value 1.5 is not allowed; expected a number with 0 <= x <= 0.9"),
 ])
@@ -207,10 +213,45 @@ def test_overrides_are_validated_like_the_file(tmp_path):
                               "sweep.crop.strengths=[1.0, 0.3]"])
     assert study.train["epochs"] == 3 and study.model["options"]["width"] == 8
     assert study.axes[0].strengths == (1.0, 0.3)
+    # A problem with an override names the option, not the file, which may say something else.
     with pytest.raises(UsageError) as info:
-        load_study(path, ["train.epochs=0"])
-    assert str(info.value) == (f"{path}: field 'train.epochs': value 0 is not allowed; expected an integer >= 1")
+        load_study(path, ["train.epochs=0", "model.options={width = 0}", "train.epoch=2"])
+    assert sorted(str(info.value).splitlines()) == sorted([
+        f"option --set train.epoch=2 (over {path}): field 'train.epoch': unknown key (did you mean \"epochs\"?); "
+        "allowed: batch_size, decay_norm_and_bias, epochs, eval_batch_size, finetune_epochs, flip, lr, momentum, "
+        "nesterov, optimizer, schedule, tta, warmup_fraction",
+        f"option --set model.options={{width = 0}} (over {path}): field 'model.options.width': value 0 is not "
+        "allowed; expected an integer from 1 to 1024",
+        f"option --set train.epochs=0 (over {path}): field 'train.epochs': value 0 is not allowed; expected an "
+        "integer >= 1"])
     with pytest.raises(UsageError, match="is not KEY=VALUE"):
         load_study(path, ["train.epochs"])
     with pytest.raises(UsageError, match="'train.epochs' is not a table"):
         load_study(path, ["train.epochs.x=1"])
+
+
+def test_the_gpu_studies_name_the_override_that_gives_the_cpu_recipe():
+    # The GPU study files (and the README) say which --set options turn them into the CPU recipe of
+    # studies/cifar10_cpu.toml; that must stay true when either changes. Only the data set's source (torchvision
+    # download or the JPEG copy) and the evaluation batch size, which does not change what is learned, differ.
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    cpu = load_study(root / "studies" / "cifar10_cpu.toml")
+    readme = (root / "README.md").read_text()
+    block = readme[readme.index("classaudit sweep studies/cifar10_crop.toml --set"):]
+    sources = {path.name: path.read_text() for path in (root / "studies").glob("cifar10_*.toml")
+               if path.name != "cifar10_cpu.toml"}
+    sources["README.md"] = block[:block.index("```")]
+    assert len(sources) == 6
+
+    def recipe(study):
+        train = {k: v for k, v in dict(study.train).items() if k != "eval_batch_size"}
+        return dict(study.model), train, dict(study.baseline)
+
+    for name, text in sources.items():
+        sets = re.findall(r"--set (\S+)", text)
+        study = load_study(root / "studies" / ("cifar10_crop.toml" if name == "README.md" else name), sets)
+        assert recipe(study) == recipe(cpu), name
+    everything = load_study(root / "studies" / "cifar10_all.toml")
+    assert (everything.axes, everything.seeds) == (cpu.axes, cpu.seeds)  # the same grids and seeds

@@ -1,8 +1,9 @@
 """The report stage: one results folder in, one self-contained HTML page plus CSV tables out.
 
-Four stages, each in its own module (DESIGN.md "Shape of the code"): `compute` runs the analysis API,
-`structure` arranges the numbers and figures into plain dataclasses, `render` turns them into text through one
-autoescaping Jinja2 environment, and `write` is the only code that touches the disk. No torch anywhere here.
+Four stages, each in its own module: `compute` loads the results and runs the analysis API, `structure`
+arranges the numbers and figures into plain dataclasses (`formatters` writes each number as text), `render`
+turns them into text through one autoescaping Jinja2 environment, and `write` is the only code that writes to
+the disk. No torch anywhere here.
 
     >>> from classaudit.report import write_report
     >>> write_report("results/demo", "reports/demo")         # doctest: +SKIP
