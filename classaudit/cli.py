@@ -141,8 +141,10 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         click.echo(f"{study.name}: all {len(the_plan.runs)} runs are finished in {results}; nothing to train.")
         _print_table(results)
         return
+    from classaudit.store import ResultsFolder
     from classaudit.train import get_dataset
 
+    ResultsFolder(results).check_unlocked()  # a second sweep into the folder stops now, not after the data loads
     # Load (download, decode, cache) the data once here, before anything is written: a missing data set is a
     # clear error now rather than a failure in every worker, and the workers then read the cache.
     get_dataset(study.dataset, data_dir)

@@ -108,6 +108,24 @@ class ResultsFolder:
     def lock(self) -> _Lock:
         return _Lock(self.path)
 
+    def check_unlocked(self) -> None:
+        """Raise the lock's UsageError now if another sweep holds the folder, writing nothing: a sweep checks
+        this before it spends minutes loading data, then takes the lock itself."""
+        import fcntl
+
+        try:
+            fd = os.open(self.path / ".lock", os.O_RDONLY)
+        except OSError:
+            return  # no lock file (a new folder), or one this process cannot read: the lock itself will tell
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError:
+            holder = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "unknown process"
+            raise UsageError(_LOCKED.format(folder=self.path, holder=holder)) from None
+        finally:
+            os.close(fd)
+
     # Study and membership ------------------------------------------------------------------------------
     def write_study(self, study_name: str, study_path: str, runs: Iterable[Any]) -> None:
         body = {
@@ -272,6 +290,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_LOCKED = ("{folder}: another sweep is writing to this results folder ({holder}); wait for it to finish, or use "
+           "another --results folder")
+
+
 class _Lock:
     """An exclusive flock on <folder>/.lock. The kernel drops it when the holder dies, so a lock left by a
     killed sweep is free again at once; the file keeps the holder's pid, host and command for the message."""
@@ -294,8 +316,7 @@ class _Lock:
         except OSError:
             holder = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "unknown process"
             os.close(fd)
-            raise UsageError(f"{self.folder}: another sweep is writing to this results folder ({holder}); wait "
-                             "for it to finish, or use another --results folder") from None
+            raise UsageError(_LOCKED.format(folder=self.folder, holder=holder)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
                   .encode(), 0)

@@ -312,12 +312,19 @@ def test_results_folder_that_is_a_file(tiny_study, runner, tmp_path):
     assert out.exit_code == 2 and "results folder is a file" in out.output
 
 
-def test_second_sweep_into_a_locked_folder_is_refused(tiny_study, runner, tmp_path):
+def test_second_sweep_into_a_locked_folder_is_refused(tiny_study, runner, tmp_path, monkeypatch):
+    import classaudit.train
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data set was loaded before the lock was checked")
+
+    monkeypatch.setattr(classaudit.train, "get_dataset", no_data)
     results = tmp_path / "r"
     with ResultsFolder(results).lock():
         out = sweep(runner, tiny_study, results)
     assert out.exit_code == 2
     assert "another sweep is writing to this results folder (pid" in out.output
+    assert sorted(p.name for p in results.iterdir()) == [".lock"]
 
 
 def test_listings(runner):
