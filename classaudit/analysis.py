@@ -327,9 +327,9 @@ def difference(
         (``scipy.stats.permutation_test``, exact up to ``n_resamples`` arrangements, e.g. 5 vs 5 seeds) when
         each arm has at least 5 seeds; else Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``) when
         each arm has at least 2; else, with one seed in each arm, the per-image McNemar test (exact: a
-        binomial test on the images only one of the two runs gets right), which needs ``predictions``. Arms
-        sharing at least 2 seeds but not all are compared on the shared seeds only (paired), for the change
-        as well as the test. One seed in one arm and several in the other, or one seed a side without
+        binomial test on the images only one of the two runs gets right), which needs ``predictions``. When
+        one arm's seeds are among the other's (at least 2 of them; a sweep still running), both arms are
+        compared on those shared seeds only (paired), for the change as well as the test. One seed in one arm and several in the other, or one seed a side without
         ``predictions``, has no valid test here: p is NaN and ``test_used="none"``; so has a class missing
         from some seed's run. Naming a test forces it and raises when the seeds do not allow it;
         "permutation" then always permutes seeds between arms, ignoring pairing.
@@ -469,7 +469,8 @@ def regret(results: pd.DataFrame, *, split: str = "test", strength: object = "ch
         One row per (regularizer, class): ``regularizer, class_id, class_name, best_strength, best_accuracy,
         chosen_strength, chosen_accuracy, regret``, accuracies being seed means on ``split`` and ``regret =
         best_accuracy - chosen_accuracy``, which is negative when the strength best on ``select_on`` is worse on
-        ``split``. A class's best strength breaks ties like :func:`choose_strength`.
+        ``split``. A class's best strength breaks ties like :func:`choose_strength`; a class without images
+        on ``select_on`` has NaN there.
 
     Examples
     --------
@@ -490,12 +491,14 @@ def regret(results: pd.DataFrame, *, split: str = "test", strength: object = "ch
     means = by_class(results, split=split)[[*keys, "class_name", "mean"]]
     select = by_class(results, split=select_on)[[*keys, "class_name", "mean"]]
     select["off_strength"] = select["regularizer"].map(_off_strengths(results))
-    best = _best(select, ["regularizer", "class_id"], "mean")[[*keys, "class_name"]]
+    best = _best(select, ["regularizer", "class_id"], "mean")[keys]
     best = best.merge(means[[*keys, "mean"]], how="left").rename(
         columns={"strength": "best_strength", "mean": "best_accuracy"})
     chosen = means.merge(points[["regularizer", "strength"]]).rename(
         columns={"strength": "chosen_strength", "mean": "chosen_accuracy"})
-    out = best.merge(chosen[["regularizer", "class_id", "chosen_strength", "chosen_accuracy"]])
+    # Every class of `split` keeps its row; one with no images on select_on has no best strength (NaN).
+    out = chosen[["regularizer", "class_id", "class_name", "chosen_strength", "chosen_accuracy"]].merge(
+        best, how="left", on=["regularizer", "class_id"])
     out["regret"] = out["best_accuracy"] - out["chosen_accuracy"]
     return out.sort_values(["regularizer", "class_id"]).reset_index(drop=True)[
         ["regularizer", "class_id", "class_name", "best_strength", "best_accuracy", "chosen_strength",
@@ -979,10 +982,12 @@ def _compare(axis: pd.DataFrame, regularizer: str, strength: float, off_strength
     """
     values = ["accuracy", "correct", "n"]
     off_rows, on_rows = axis[axis["is_off"].astype(bool)], axis[_same(axis["strength"], strength)]
-    shared = sorted(set(off_rows["seed"]) & set(on_rows["seed"]))
-    if test in ("auto", "paired") and len(shared) >= 2:
-        # Arms that share some seeds but not all (a sweep still running, say) are compared on the shared seeds,
-        # so that the change and its test both pair each seed with itself rather than mix two seed sets.
+    seeds_off, seeds_on = set(off_rows["seed"]), set(on_rows["seed"])
+    shared = sorted(seeds_off & seeds_on)
+    if test in ("auto", "paired") and len(shared) >= 2 and (seeds_off <= seeds_on or seeds_on <= seeds_off):
+        # One arm has seeds the other lacks (a sweep still running): both are compared on the shared seeds, so
+        # that the change and its test pair each seed with itself rather than mix two seed sets. Arms that each
+        # have seeds of their own are left whole (the permutation test uses them all).
         off_rows, on_rows = off_rows[off_rows["seed"].isin(shared)], on_rows[on_rows["seed"].isin(shared)]
     # One row per class, one column per (value, seed).
     off = off_rows.pivot(index="class_id", columns="seed", values=values)

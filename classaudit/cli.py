@@ -48,16 +48,35 @@ class Group(click.Group):
             ctx.exit(1)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
-        except BrokenPipeError:
+        except BrokenPipeError as e:
+            if not _stdout_closed():  # some other pipe broke: a failure like any other
+                _unexpected(ctx, e)
             # The reader went away (`classaudit status -v R | head`): stop quietly, as `git log | head` does.
             # Output still buffered would raise again at exit, so stdout now goes nowhere.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(128 + signal.SIGPIPE)
         except Exception as e:  # a bug or an environment failure: one line unless --debug
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"Error: {type(e).__name__}: {e} (run `classaudit --debug ...` for the traceback)", err=True)
-            ctx.exit(1)
+            _unexpected(ctx, e)
+
+
+def _unexpected(ctx: click.Context, e: Exception) -> None:
+    """A bug or an environment failure: one line and exit status 1, or the traceback under --debug."""
+    if ctx.obj and ctx.obj.get("debug"):
+        raise e
+    click.echo(f"Error: {type(e).__name__}: {e} (run `classaudit --debug ...` for the traceback)", err=True)
+    ctx.exit(1)
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (a test runner's buffer)
+        return False
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -134,13 +153,15 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
     if dry_run:
         _dry_run(study, results, yes)
         return
-    check_size(study, yes)
+    if _may_train(study, results):
+        check_size(study, yes)  # before a study too large (seeds = 20240101) is expanded
     the_plan = plan(study, results)
     if not the_plan.todo:
         record_study(study, results, the_plan.runs)  # status and report now read this study's runs
         click.echo(f"{study.name}: all {len(the_plan.runs)} runs are finished in {results}; nothing to train.")
         _print_table(results)
         return
+    check_size(study, yes)
     from classaudit.store import ResultsFolder
     from classaudit.train import get_dataset
 
@@ -210,13 +231,22 @@ def _terminated(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _may_train(study, results: Path) -> bool:
+    """Whether the folder holds fewer runs than the study has, so some may need training (the size check then
+    applies); when it holds as many, the study was trained before and expanding it is cheap."""
+    from classaudit.config import count_runs
+    from classaudit.store import ResultsFolder
+
+    return count_runs(study) > len(ResultsFolder(results).run_ids())
+
+
 def _dry_run(study, results: Path, yes: bool) -> None:
     """What `sweep` would do: the runs to train, and what it would say about the folder and the study's size."""
     from classaudit.config import count_runs
     from classaudit.sweep import plan
 
     n = count_runs(study)
-    if n > study.max_runs and not yes:
+    if n > study.max_runs and not yes and _may_train(study, results):
         click.echo(f"{study.name}: {n} runs, more than study.max_runs = {study.max_runs}: the sweep will ask for "
                    "--yes (not listed)")
         return

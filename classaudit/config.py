@@ -13,7 +13,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,7 +157,7 @@ class Study:
     path: str
     name: str
     description: str
-    seeds: tuple[int, ...]
+    seeds: Sequence[int]  # a range when the file gives a count
     design: str
     max_runs: int
     dataset: Mapping[str, Any]
@@ -216,12 +216,16 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 
 
 def _blame_overrides(message: str, shown: str, overrides: list[str] | tuple[str, ...]) -> str:
-    """The problems with each one about a field an override set named after the option, not the file."""
+    """The problems with each one about a field an override set (or created, misspelt) named after the option,
+    not the file."""
     keys = {item.partition("=")[0].strip(): item.strip() for item in overrides}
     lines = []
     for line in message.splitlines():
+        found = re.match(rf"{re.escape(shown)}: field '([^']*)'", line)
+        field = found.group(1) if found else None
         for key in sorted(keys, key=len, reverse=True):
-            if line.startswith((f"{shown}: field '{key}'", f"{shown}: field '{key}.", f"{shown}: field '{key}[")):
+            if field is not None and (field == key or field.startswith((f"{key}.", f"{key}[")) or
+                                      key.startswith(f"{field}.")):
                 line = f"option --set {keys[key]} (over {shown}):" + line[len(shown) + 1:]
                 break
         lines.append(line)
@@ -265,14 +269,6 @@ def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:
     model = _section(raw, "model", MODEL_FIELDS, path, problems)
     train = _section(raw, "train", TRAIN_FIELDS, path, problems)
 
-    count = study.get("seeds")
-    if isinstance(count, int) and not isinstance(count, bool) and isinstance(study.get("max_runs"), int) and \
-            count > study["max_runs"]:
-        # A count, not a list: seeds = 20240101 would mean twenty million runs (and hang while expanding them).
-        problems.append(f"{path}: field 'study.seeds': value {count} means seeds 0..{count - 1}, more runs than "
-                        f"study.max_runs = {study['max_runs']}; give a count of seeds (e.g. 5), a list such as "
-                        f"[{count}] for that one seed, or raise study.max_runs")
-        study = {**study, "seeds": None}
     seeds = _seeds(study.get("seeds"), path, problems)
     if isinstance(dataset.get("name"), str):
         dataset["options"] = _options(dataset, "dataset", DATASET_OPTIONS, path, problems)
@@ -376,7 +372,7 @@ def _section(raw: Mapping[str, Any], name: str, fields: Mapping[str, Spec], path
     return _fields(raw[name], fields, path, f"{name}.", problems)
 
 
-def _seeds(value: Any, path: str, problems: list[str]) -> tuple[int, ...]:
+def _seeds(value: Any, path: str, problems: list[str]) -> Sequence[int]:
     where = f"{path}: field 'study.seeds'"
     if value is None:
         return ()
@@ -384,7 +380,7 @@ def _seeds(value: Any, path: str, problems: list[str]) -> tuple[int, ...]:
         if value < 1:
             problems.append(f"{where}: value {value} is not allowed; expected a count >= 1 or a list of seeds")
             return ()
-        return tuple(range(value))
+        return range(value)  # not a tuple: seeds = 20240101 (a seed meant, a count written) costs nothing here
     if not isinstance(value, list) or not value:
         problems.append(f"{where}: value {_show(value)} is not allowed; expected a non-empty list of distinct "
                         "integers >= 0, or a count n meaning 0..n-1")

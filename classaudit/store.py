@@ -113,6 +113,9 @@ class ResultsFolder:
         this before it spends minutes loading data, then takes the lock itself."""
         import fcntl
 
+        if self.path.is_dir() and not os.access(self.path, os.W_OK | os.X_OK):
+            raise UsageError(f"{self.path}: cannot write to the results folder (permission denied); choose another "
+                             "--results folder or fix its permissions")
         try:
             fd = os.open(self.path / ".lock", os.O_RDONLY)
         except OSError:

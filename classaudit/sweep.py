@@ -50,8 +50,12 @@ def check_size(study: Study, confirm_large: bool) -> None:
     Counted from one seed's grid, so a huge study is refused before it is expanded."""
     n = count_runs(study)
     if n > study.max_runs and not confirm_large:
+        hint = ""
+        if isinstance(study.seeds, range) and len(study.seeds) > study.max_runs:
+            hint = (f" (study.seeds = {len(study.seeds)} is a count, seeds 0..{len(study.seeds) - 1}; for that one "
+                    f"seed write seeds = [{len(study.seeds)}])")
         raise UsageError(f"{study.path}: the study expands to {n} runs, more than study.max_runs "
-                         f"= {study.max_runs}; pass --yes to run them all, or raise study.max_runs")
+                         f"= {study.max_runs}{hint}; pass --yes to run them all, or raise study.max_runs")
 
 
 def record_study(study: Study, results: str | Path, runs: list[Run]) -> None:

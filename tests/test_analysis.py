@@ -277,6 +277,9 @@ def test_regret_exact(literal):
     # test: fox's val-best strength is worse on test than the chosen one, a negative regret.
     assert table[["class_id", "best_strength", "best_accuracy", "chosen_accuracy", "regret"]].values.tolist() == [
         [0, 0.5, 0.625, 0.625, 0.0], [1, 1.0, 1.0, 0.875, 0.125], [2, 1.0, 0.875, 1.0, -0.125]]
+    # A class with no validation images keeps its row, without a best strength.
+    no_fox = ca.regret(results[~((results["split"] == "val") & (results["class_id"] == 2))])
+    assert no_fox["class_id"].tolist() == [0, 1, 2] and no_fox["best_strength"].isna().tolist() == [False] * 2 + [True]
     on_test = ca.regret(results, select_on="test")
     assert on_test[["class_id", "best_strength", "best_accuracy", "chosen_accuracy", "regret"]].values.tolist() == [
         [0, 1.0, 1.0, 0.625, 0.375], [1, 1.0, 1.0, 0.875, 0.125], [2, 0.5, 1.0, 1.0, 0.0]]
@@ -337,6 +340,11 @@ def test_arms_sharing_some_seeds_are_compared_on_the_shared_ones():
         stats.ttest_rel([0.76, 0.85, 0.67, 0.80], [0.80, 0.90, 0.70, 0.85]).pvalue)
     # A named unpaired test still uses every seed.
     assert ca.difference(frame, strength="all", test="welch")["n_seeds_off"].tolist() == [5]
+    # Arms that each have seeds of their own (5 each, 2 shared) are not cut down to the 2 shared seeds: all 10
+    # runs go into the permutation test.
+    both = seeds_frame([80, 90, 70, 85, 60], [76, 85, 67, 80, 62], on_seeds=[3, 4, 5, 6, 7])
+    table = ca.difference(both, strength="all")
+    assert table["test_used"].tolist() == ["permutation"] and table[["n_seeds_off", "n_seeds"]].values.tolist() == [[5, 5]]
 
 
 def test_permutation_keeps_the_zero_variance_rule():

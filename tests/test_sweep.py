@@ -224,6 +224,33 @@ def test_dry_run_of_a_study_over_max_runs_says_the_sweep_will_ask(tiny_study, ru
     assert out.exit_code == 2 and "pass --yes" in out.output and not (tmp_path / "r").exists()
 
 
+def test_finished_study_over_max_runs_needs_no_yes(finished, runner):
+    study, results, _ = finished
+    for extra in (("--dry-run",), ()):
+        out = sweep(runner, study, results, "--set", "study.max_runs=2", *extra)
+        assert out.exit_code == 0 and "--yes" not in out.output, out.output
+
+
+def test_a_seed_count_meant_as_a_seed_is_refused_before_it_is_expanded(tiny_study, runner, tmp_path):
+    out = runner.invoke(cli, ["sweep", str(tiny_study), "--results", str(tmp_path / "r"),
+                              "--set", "study.seeds=20240101"])
+    assert out.exit_code == 2 and not (tmp_path / "r").exists()
+    assert ("the study expands to 60720303 runs, more than study.max_runs = 500 (study.seeds = 20240101 is a "
+            "count, seeds 0..20240100; for that one seed write seeds = [20240101]); pass --yes") in out.output
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(finished, runner, monkeypatch):
+    import classaudit.report
+
+    def broken(*args, **kwargs):
+        raise BrokenPipeError("to a worker")
+
+    monkeypatch.setattr(classaudit.report, "write_report", broken)
+    _, results, _ = finished
+    out = runner.invoke(cli, ["report", str(results)])
+    assert out.exit_code == 1 and "Error: BrokenPipeError: to a worker" in out.output, out.output
+
+
 def test_output_into_a_closed_pipe_ends_quietly(finished):
     import os
     import subprocess
