@@ -238,7 +238,8 @@ def choose_strength(results: pd.DataFrame, *, select_on: str = "val", report_on:
     """The strength cross-validation picks on each axis, s* = argmax of macro accuracy on ``select_on``.
 
     Ties (macro accuracies within 1e-9) go to the strength closest to the off point, then to the lower strength:
-    a regularizer that does not improve the average is not switched on.
+    a regularizer that does not improve the average is not switched on. While a sweep runs, some strengths have a
+    seed the others lack; strengths are then compared (and reported) on the seeds they all have.
 
     Parameters
     ----------
@@ -272,6 +273,7 @@ def choose_strength(results: pd.DataFrame, *, select_on: str = "val", report_on:
     if select_on == "val" and not (results["split"] == "val").any():
         raise AnalysisError(NO_VALIDATION_SPLIT)
     off = _off_strengths(results)
+    results = _shared_seeds(results)
     select = overall(results, split=select_on)[["regularizer", "strength", "mean"]]
     lacking = sorted(set(off) - set(select["regularizer"]))
     if lacking:
@@ -487,6 +489,7 @@ def regret(results: pd.DataFrame, *, split: str = "test", strength: object = "ch
         raise AnalysisError(NO_VALIDATION_SPLIT)
     rows = _rows(results, split)
     points = _comparisons(results, rows, strength, split, allow_all=False)
+    results = _shared_seeds(results)
     keys = ["regularizer", "strength", "class_id"]
     means = by_class(results, split=split)[[*keys, "class_name", "mean"]]
     select = by_class(results, split=select_on)[[*keys, "class_name", "mean"]]
@@ -924,6 +927,19 @@ def _across_classes(accuracy: pd.DataFrame, keys: list[str], worst_k: int) -> pd
     out["spread"] = out["group_max"] - out["group_min"]
     out["worst_k_mean"] = groups.head(worst_k).groupby(keys)["accuracy"].mean()
     return out
+
+
+def _shared_seeds(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each axis on the seeds every one of its strengths has, when its strengths' seed sets are nested
+    (a seed-major sweep still running: seed 3 of the first points done, not yet of the rest), so that strengths are
+    compared on the same seeds; otherwise (other seeds at each strength, or all alike) the rows unchanged."""
+    keep = []
+    for _, axis in results.groupby("regularizer", sort=False):
+        sets = sorted((frozenset(seeds) for seeds in axis.groupby("strength")["seed"].unique()), key=len)
+        if sets and all(sets[0] <= other for other in sets[1:]):
+            axis = axis[axis["seed"].isin(sets[0])]
+        keep.append(axis)
+    return pd.concat(keep) if keep else results
 
 
 def _best(table: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:

@@ -504,6 +504,23 @@ def test_errors_are_value_errors_and_usage_errors():
     assert issubclass(ca.AnalysisError, ValueError) and issubclass(ca.AnalysisError, UsageError)
 
 
+def test_strengths_are_chosen_on_the_seeds_they_all_have():
+    # Seed 1 of the off point finished, not yet of 0.5: off's lucky seed 1 must not decide against 0.5.
+    rows = []
+    for strength, seeds in ((1.0, {0: 70, 1: 90}), (0.5, {0: 75})):
+        for seed, correct in seeds.items():
+            for split in ("val", "test"):
+                rows.append({"study": "s", "run_id": f"{strength}-{seed}", "regularizer": "crop",
+                             "strength": strength, "is_off": strength == 1.0, "seed": seed, "split": split,
+                             "class_id": 0, "class_name": "a", "n": 100, "correct": correct,
+                             "accuracy": correct / 100})
+    chosen = ca.choose_strength(pd.DataFrame(rows))
+    assert chosen[["chosen_strength", "accuracy", "accuracy_off"]].values.tolist() == [[0.5, 0.75, 0.70]]
+    # Seeds of their own at each strength are all used.
+    other = pd.DataFrame(rows).assign(seed=lambda f: f["seed"] + (f["strength"] == 0.5) * 10)
+    assert ca.choose_strength(other)["chosen_strength"].tolist() == [1.0]
+
+
 def test_no_validation_split(literal):
     results, _ = literal
     test_only = results[results["split"] == "test"]
