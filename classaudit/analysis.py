@@ -269,9 +269,7 @@ def choose_strength(results: pd.DataFrame, *, select_on: str = "val", report_on:
     >>> ca.choose_strength(results, select_on="test")[["chosen_strength", "gain"]].values.tolist()
     [[1.0, 0.0]]
     """
-    _check_columns(results, _RESULTS_NEEDED, "results")
-    if select_on == "val" and not (results["split"] == "val").any():
-        raise AnalysisError(NO_VALIDATION_SPLIT)
+    _check_select_on(results, select_on)
     off = _off_strengths(results)
     results = _shared_seeds(results)
     select = overall(results, split=select_on)[["regularizer", "strength", "mean"]]
@@ -331,16 +329,16 @@ def difference(
         each arm has at least 2; else, with one seed in each arm, the per-image McNemar test (exact: a
         binomial test on the images only one of the two runs gets right), which needs ``predictions``. When
         one arm's seeds are among the other's (at least 2 of them; a sweep still running), both arms are
-        compared on those shared seeds only (paired), for the change as well as the test. One seed in one arm and several in the other, or one seed a side without
-        ``predictions``, has no valid test here: p is NaN and ``test_used="none"``; so has a class missing
-        from some seed's run. Naming a test forces it and raises when the seeds do not allow it;
-        "permutation" then always permutes seeds between arms, ignoring pairing.
+        compared on those shared seeds only (paired), for the change as well as the test. One seed in one
+        arm and several in the other, or one seed a side without ``predictions``, has no valid test here: p is
+        NaN and ``test_used="none"``; so has a class missing from some seed's run. Naming a test forces it
+        and raises when the seeds do not allow it; "permutation" then always permutes seeds between arms,
+        ignoring pairing.
 
         McNemar's p and q say whether the two runs differ on a class's images; they see the test-set noise
         but not the seed-to-seed noise, so they do not set ``harmed`` or ``helped``: two seeds of one
         configuration of the CIFAR-10 study differ at q < 0.05 on 12% of classes (measured by
-        ``benchmarks/mcnemar_seed_null.py``). Train two or more seeds
-        a side to test the regularizer.
+        ``benchmarks/mcnemar_seed_null.py``). Train two or more seeds a side to test the regularizer.
     confidence : float
         Level of the interval for ``delta``: the paired-t or Welch (Welch-Satterthwaite) interval of
         the t-test's result; the permutation test reports the Welch interval; McNemar the exact conditional
@@ -484,9 +482,7 @@ def regret(results: pd.DataFrame, *, split: str = "test", strength: object = "ch
     >>> table[["class_id", "best_strength", "regret"]].values.tolist()
     [[0.0, 1.0, 0.5], [1.0, 1.0, 0.0]]
     """
-    _check_columns(results, _RESULTS_NEEDED, "results")
-    if select_on == "val" and not (results["split"] == "val").any():
-        raise AnalysisError(NO_VALIDATION_SPLIT)
+    _check_select_on(results, select_on)
     rows = _rows(results, split)
     points = _comparisons(results, rows, strength, split, allow_all=False)
     results = _shared_seeds(results)
@@ -927,6 +923,13 @@ def _across_classes(accuracy: pd.DataFrame, keys: list[str], worst_k: int) -> pd
     out["spread"] = out["group_max"] - out["group_min"]
     out["worst_k_mean"] = groups.head(worst_k).groupby(keys)["accuracy"].mean()
     return out
+
+
+def _check_select_on(results: pd.DataFrame, select_on: str) -> None:
+    """Choosing on test must be asked for: a frame without a "val" split raises unless select_on="test"."""
+    _check_columns(results, _RESULTS_NEEDED, "results")
+    if select_on == "val" and not (results["split"] == "val").any():
+        raise AnalysisError(NO_VALIDATION_SPLIT)
 
 
 def _shared_seeds(results: pd.DataFrame) -> pd.DataFrame:

@@ -56,7 +56,7 @@ def make(name: str, *, workers: int, address: str | None = None, cpus_per_run: f
     """The executor called `name` ("ray" or "slurm"). Checks every option first (see `check`), before anything
     starts or is written."""
     check(name, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, partition=partition,
-          time_limit=time_limit, cluster=cluster)
+          time_limit=time_limit, folder=folder, cluster=cluster)
     cpus = 1.0 if cpus_per_run is None else float(cpus_per_run)
     gpus = 0.0 if gpus_per_run is None else float(gpus_per_run)
     if name == "ray":
@@ -90,24 +90,23 @@ def check(name: str, *, address: str | None = None, cpus_per_run: float | None =
             problems.append(f"option {', '.join(given)}: only for --executor slurm; leave it out with --executor ray")
         _raise(problems)
         return
-    if name == "slurm":
-        cluster = cluster or os.environ.get(CLUSTER_ENV) or "slurm"
-        if address is not None:
-            problems.append("option --address: only for --executor ray; leave it out with --executor slurm")
-        if cluster not in SLURM_CLUSTERS:
-            problems.append(f"{CLUSTER_ENV}: value \"{cluster}\" is not known; allowed: {', '.join(SLURM_CLUSTERS)}")
-        if cpus != int(cpus) or cpus < 1:
-            problems.append(f"option --cpus-per-run: value {cpus_per_run:g} is not a whole number >= 1; Slurm "
-                            "allocates whole CPUs")
-        if gpus != int(gpus):
-            problems.append(f"option --gpus-per-run: value {gpus_per_run:g} is not a whole number; Slurm cannot "
-                            "share a GPU between jobs (--executor ray can)")
-        if time_limit is not None and time_limit < 1:
-            problems.append(f"option --time-limit: value {time_limit} is below 1; give minutes per run")
-        if cluster == "slurm" and not problems and shutil.which("sbatch") is None:
-            problems.append("--executor slurm: Slurm's sbatch is not on PATH here; run the sweep on a Slurm login "
-                            f"node, or set {CLUSTER_ENV}=local to run the same jobs as local processes")
-        _raise(problems)
+    cluster = cluster or os.environ.get(CLUSTER_ENV) or "slurm"
+    if address is not None:
+        problems.append("option --address: only for --executor ray; leave it out with --executor slurm")
+    if cluster not in SLURM_CLUSTERS:
+        problems.append(f"{CLUSTER_ENV}: value \"{cluster}\" is not known; allowed: {', '.join(SLURM_CLUSTERS)}")
+    if cpus != int(cpus) or cpus < 1:
+        problems.append(f"option --cpus-per-run: value {cpus_per_run:g} is not a whole number >= 1; Slurm "
+                        "allocates whole CPUs")
+    if gpus != int(gpus):
+        problems.append(f"option --gpus-per-run: value {gpus_per_run:g} is not a whole number; Slurm cannot "
+                        "share a GPU between jobs (--executor ray can)")
+    if time_limit is not None and time_limit < 1:
+        problems.append(f"option --time-limit: value {time_limit} is below 1; give minutes per run")
+    if cluster == "slurm" and not problems and shutil.which("sbatch") is None:
+        problems.append("--executor slurm: Slurm's sbatch is not on PATH here; run the sweep on a Slurm login "
+                        f"node, or set {CLUSTER_ENV}=local to run the same jobs as local processes")
+    _raise(problems)
 
 
 def _raise(problems: list[str]) -> None:

@@ -222,13 +222,10 @@ def _blame_overrides(message: str, shown: str, overrides: list[str] | tuple[str,
     lines = []
     for line in message.splitlines():
         found = re.match(rf"{re.escape(shown)}: field '([^']*)'", line)
-        field = found.group(1) if found else None
-        for key in sorted(keys, key=len, reverse=True):
-            if field is not None and (field == key or field.startswith((f"{key}.", f"{key}[")) or
-                                      key.startswith(f"{field}.")):
-                line = f"option --set {keys[key]} (over {shown}):" + line[len(shown) + 1:]
-                break
-        lines.append(line)
+        field = found.group(1) if found else "\0"  # a line about no field matches no key
+        blamed = [key for key in sorted(keys, key=len, reverse=True)
+                  if field == key or field.startswith((f"{key}.", f"{key}[")) or key.startswith(f"{field}.")]
+        lines.append(f"option --set {keys[blamed[0]]} (over {shown}):" + line[len(shown) + 1:] if blamed else line)
     return "\n".join(lines)
 
 

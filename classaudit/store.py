@@ -114,8 +114,7 @@ class ResultsFolder:
         import fcntl
 
         if self.path.is_dir() and not os.access(self.path, os.W_OK | os.X_OK):
-            raise UsageError(f"{self.path}: cannot write to the results folder (permission denied); choose another "
-                             "--results folder or fix its permissions")
+            raise UsageError(_CANNOT_WRITE.format(folder=self.path, why="permission denied"))
         try:
             fd = os.open(self.path / ".lock", os.O_RDONLY)
         except OSError:
@@ -124,8 +123,7 @@ class ResultsFolder:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             fcntl.flock(fd, fcntl.LOCK_UN)
         except OSError:
-            holder = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "unknown process"
-            raise UsageError(_LOCKED.format(folder=self.path, holder=holder)) from None
+            raise UsageError(_LOCKED.format(folder=self.path, holder=_holder(fd))) from None
         finally:
             os.close(fd)
 
@@ -295,6 +293,13 @@ def _fsync_dir(path: Path) -> None:
 
 _LOCKED = ("{folder}: another sweep is writing to this results folder ({holder}); wait for it to finish, or use "
            "another --results folder")
+_CANNOT_WRITE = ("{folder}: cannot write to the results folder ({why}); choose another --results folder or fix its "
+                 "permissions")
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as its holder wrote it into the lock file."""
+    return os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "unknown process"
 
 
 class _Lock:
@@ -312,12 +317,11 @@ class _Lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise UsageError(f"{self.folder}: cannot write to the results folder ({e.strerror}); choose another "
-                             "--results folder or fix its permissions") from None
+            raise UsageError(_CANNOT_WRITE.format(folder=self.folder, why=e.strerror)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "unknown process"
+            holder = _holder(fd)
             os.close(fd)
             raise UsageError(_LOCKED.format(folder=self.folder, holder=holder)) from None
         os.ftruncate(fd, 0)

@@ -135,7 +135,7 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
     harmed = analysis.harmed_fraction(difference)
     regret = analysis.regret(results, strength=at_chosen, select_on=select_on)
 
-    focus = {r: _focus(at_chosen[r], off[r], harmed[harmed["regularizer"] == r]) for r in regularizers}
+    focus = {r: _focus(at_chosen[r], off[r], order[r]) for r in regularizers}
     shifts, absorbed, false_pos = [], [], []
     churn = churn_by_class = None
     if predictions is not None:
@@ -171,16 +171,14 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
     )
 
 
-def _focus(chosen: float, off: float, harmed: pd.DataFrame) -> float | None:
-    """The chosen strength when it is not off; else the strength farthest from off, so a sweep whose regularizer
-    validation keeps off still shows where its harm goes. Fixed in advance rather than the strength with the most
-    harmed classes: picking that on the test results would favour the strength with the most false flags."""
+def _focus(chosen: float, off: float, order: list[float]) -> float | None:
+    """The chosen strength when it is not off; else the strength farthest from off (`order` runs from off
+    outwards), so a sweep whose regularizer validation keeps off still shows where its harm goes. Fixed in advance
+    rather than the strength with the most harmed classes: picking that on the test results would favour the
+    strength with the most false flags."""
     if not np.isclose(chosen, off, rtol=1e-9, atol=0):
         return chosen
-    if not len(harmed):
-        return None
-    far = harmed.assign(far=(harmed["strength"] - off).abs()).sort_values(["far", "strength"]).iloc[-1]
-    return float(far["strength"])
+    return order[-1] if len(order) > 1 else None
 
 
 def _concat(parts: list[pd.DataFrame], predictions: pd.DataFrame | None) -> pd.DataFrame | None:
