@@ -151,16 +151,26 @@ def test_class_names_are_escaped_in_html_and_intact_in_csv(built):
     assert set(read_csv(built / "difference.csv")["class_name"]) == set(NAMES)
 
 
+def summary_tables(folder: Path) -> list[list[list[str]]]:
+    """summary.md's Markdown tables, each as its body rows' cells (the header and rule left out)."""
+    tables, current = [], []
+    for line in (folder / "summary.md").read_text("utf-8").splitlines() + [""]:
+        if line.startswith("|"):
+            current.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+        elif current:
+            tables.append(current[2:])
+            current = []
+    return tables
+
+
 def test_markdown_summary_states_each_regularizers_headline(built):
-    lines = (built / "summary.md").read_text("utf-8").splitlines()
     chosen = read_csv(built / "chosen.csv").set_index("regularizer")
     difference = read_csv(built / "difference.csv")
-    rows = [line for line in lines[2:] if line.startswith("| ")]
+    rows = summary_tables(built)[0]
     assert len(rows) == len(chosen)
     named = 0
-    for row in rows:
-        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
-        assert len(cells) == 7, row
+    for cells in rows:
+        assert len(cells) == 7, cells
         r = cells[0]
         assert cells[1] == f"{formatters.strength(chosen.loc[r, 'chosen_strength'])} " \
                            f"({formatters.strength(chosen.loc[r, 'off_strength'])})"
@@ -173,6 +183,31 @@ def test_markdown_summary_states_each_regularizers_headline(built):
             assert f"{formatters.md(name)} {formatters.points(delta)}" in cells[4]
             named += 1
     assert named, "the synthetic sweep harms classes at its chosen strengths"
+
+
+def test_markdown_summary_names_the_harmed_classes_of_every_strength(built):
+    """The second table: one row per strength but off, its mean and change, and every harmed class with its
+    change, so a README can quote the whole sweep without typing a number."""
+    difference = read_csv(built / "difference.csv")
+    overall = read_csv(built / "overall.csv")
+    chosen = read_csv(built / "chosen.csv").set_index("regularizer")
+    rows = summary_tables(built)[1]
+    assert [(cells[0], cells[1].removesuffix(" (chosen)")) for cells in rows] == \
+        [("color_jitter", "1"), ("crop", "0.5"), ("crop", "0.2")]  # off outwards; off has no row
+    for cells in rows:
+        r, label = cells[0], cells[1]
+        strength = float(label.removesuffix(" (chosen)"))
+        assert label.endswith(" (chosen)") == bool(np.isclose(strength, chosen.loc[r, "chosen_strength"]))
+        line = overall[(overall["regularizer"] == r) & np.isclose(overall["strength"], strength)].iloc[0]
+        off = overall[(overall["regularizer"] == r) & overall["is_off"]].iloc[0]
+        assert cells[2] == f"{formatters.pct(line['mean'])} ({formatters.points(line['mean'] - off['mean'])})"
+        at = difference[(difference["regularizer"] == r) & np.isclose(difference["strength"], strength)]
+        harmed = at[at["harmed"]].sort_values(["delta", "class_id"])
+        listed = ", ".join(f"{formatters.md(n)} {formatters.signed_pct(d)}"
+                           for n, d in zip(harmed["class_name"], harmed["delta"]))
+        assert cells[3] == f"{len(harmed)} of {len(NAMES)}" + (f": {listed}" if listed else "")
+    assert any(not cells[1].endswith("(chosen)") and not cells[3].startswith("0 of") for cells in rows), \
+        "the synthetic sweep harms classes at a strength that is not chosen too"
 
 
 def test_markdown_escapes_table_syntax():
@@ -221,6 +256,11 @@ def test_partial_sweep(tmp_path):
     difference = read_csv(out / "difference.csv")
     assert set(difference["test_used"]) >= {"paired", "none", "mcnemar"}
     assert "cutmix" in html and "Only its off point has results so far" in html
+    untested = {(cells[0], cells[1].removesuffix(" (chosen)")): cells[3] for cells in summary_tables(out)[1]
+                if cells[3].startswith("untested")}
+    assert set(untested) == {("crop", "0.2"), ("mixup", "0.3")}
+    assert "1 seed(s) at this strength against 4 at off" in untested["crop", "0.2"]
+    assert "one seed a side cannot tell" in untested["mixup", "0.3"]
     assert read_csv(out / "chosen.csv")["regularizer"].tolist() == ["crop", "cutmix", "mixup"]
     # A report without a validation split chooses on test, and says so.
     test_only = ca.from_predictions(sweep_frame(classes=3, val=False), off={"crop": 1.0, "color_jitter": 0.0},

@@ -96,7 +96,8 @@ COLUMNS = {
 
 FILES = {
     "index.html": "the report (self-contained: open it in a browser)",
-    "summary.md": "the headline per regularizer as a Markdown table (for a README, a paper draft, a pull request)",
+    "summary.md": "two Markdown tables (for a README, a paper draft, a pull request): the headline per "
+                  "regularizer, and every strength against off with the classes it harms",
     "chosen.csv": "choose_strength: the strength chosen per regularizer and its gain",
     "overall.csv": "overall (test): mean, worst-class and spread of class accuracy per strength",
     "overall_val.csv": "overall on the validation split (what chose the strength)",

@@ -99,6 +99,19 @@ class Headline:
 
 
 @dataclass(frozen=True)
+class StrengthLine:
+    """One strength of a sweep against its off point: a row of summary.md's second table."""
+    regularizer: str
+    strength: float
+    chosen: bool
+    accuracy: float  # mean class accuracy on test, seed means
+    change: float  # against off
+    n_classes: int
+    harmed: tuple[ClassChange, ...]  # most harmed first
+    untested: str  # why this strength could not be tested, or ""
+
+
+@dataclass(frozen=True)
 class Absorber:
     name: str
     rate_off: float
@@ -146,6 +159,7 @@ class Report:
     study: str
     source: str
     headlines: tuple[Headline, ...]
+    strengths: tuple[StrengthLine, ...]  # every strength but off, regularizer by regularizer, off outwards
     skipped: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
     accuracy_figures: tuple[Figure, ...]
@@ -183,6 +197,7 @@ def build(computed: Computed, *, title: str | None = None) -> Report:
         study=c.inputs.study,
         source=c.inputs.source,
         headlines=headlines,
+        strengths=_strength_lines(c),
         skipped=tuple(sorted(c.skipped.items())),
         notes=tuple(c.notes),
         accuracy_figures=tuple(_accuracy_figure(c, r, harmed_at_chosen, i) for i, r in enumerate(c.regularizers)),
@@ -248,18 +263,11 @@ def _headline(c: Computed, r: str, at_chosen: pd.DataFrame) -> Headline:
     chosen_row = overall[np.isclose(overall["strength"], chosen["chosen_strength"], rtol=1e-9, atol=0)].iloc[0]
     axis = c.difference[c.difference["regularizer"] == r]
     drop = next(axis.sort_values(["delta", "class_id"]).itertuples(index=False), None) if len(axis) else None
-    untested, seeds = "", ""
+    seeds = ""
     if len(rows):
         n_on, n_off = int(rows["n_seeds"].max()), int(rows["n_seeds_off"].max())
         seeds = f"{fmt.plural(n_on, 'seed', 'seeds')} a side" if n_on == n_off else \
             f"{fmt.plural(n_on, 'seed', 'seeds')} against {n_off} at off"
-    if len(rows) and rows["p_value"].isna().all():
-        untested = (f"{int(rows['n_seeds'].iloc[0])} seed(s) at this strength against "
-                    f"{int(rows['n_seeds_off'].iloc[0])} at off, too few for a test")
-    elif len(rows) and (rows["test_used"] == "mcnemar").all():
-        differ = int((rows["q_value"] < c.alpha).sum())
-        untested = (f"one seed a side cannot tell the strength's effect from the seed's (the per-image McNemar "
-                    f"test finds the two runs differ on {differ} of {len(rows)} classes at q < {c.alpha:g})")
     return Headline(
         regularizer=r, off_strength=float(chosen["off_strength"]), chosen_strength=float(chosen["chosen_strength"]),
         chosen_is_off=c.chosen_is_off(r), select_on=c.select_on, accuracy_off=float(chosen["accuracy_off"]),
@@ -270,9 +278,42 @@ def _headline(c: Computed, r: str, at_chosen: pd.DataFrame) -> Headline:
         worst_name_off=c.class_names.get(int(off_row["worst_class_id"]), str(off_row["worst_class_id"])),
         worst_off=float(off_row["group_min"]),
         worst_name=c.class_names.get(int(chosen_row["worst_class_id"]), str(chosen_row["worst_class_id"])),
-        worst=float(chosen_row["group_min"]), untested=untested, seeds=seeds,
+        worst=float(chosen_row["group_min"]), untested=_untested(rows, c.alpha), seeds=seeds,
         largest_drop=_change(drop) if drop is not None else None,
         largest_drop_strength=float(drop.strength) if drop is not None else float("nan"))
+
+
+def _untested(rows: pd.DataFrame, alpha: float) -> str:
+    """Why one strength's difference rows flag nothing whatever the data say, or "" when they were tested."""
+    if len(rows) and rows["p_value"].isna().all():
+        return (f"{int(rows['n_seeds'].iloc[0])} seed(s) at this strength against "
+                f"{int(rows['n_seeds_off'].iloc[0])} at off, too few for a test")
+    if len(rows) and (rows["test_used"] == "mcnemar").all():
+        differ = int((rows["q_value"] < alpha).sum())
+        return (f"one seed a side cannot tell the strength's effect from the seed's (the per-image McNemar "
+                f"test finds the two runs differ on {differ} of {len(rows)} classes at q < {alpha:g})")
+    return ""
+
+
+def _strength_lines(c: Computed) -> tuple[StrengthLine, ...]:
+    chosen = dict(zip(c.chosen["regularizer"], c.chosen["chosen_strength"]))
+    lines = []
+    for r in c.regularizers:
+        overall = c.overall[c.overall["regularizer"] == r]
+        off_mean = float(overall.loc[overall["is_off"].astype(bool), "mean"].iloc[0])
+        axis = c.difference[c.difference["regularizer"] == r]
+        for s in c.order[r][1:]:
+            row = overall[np.isclose(overall["strength"], s, rtol=1e-9, atol=0)]
+            if not len(row):
+                continue
+            rows = axis[np.isclose(axis["strength"], s, rtol=1e-9, atol=0)].sort_values(["delta", "class_id"])
+            lines.append(StrengthLine(
+                regularizer=r, strength=float(s), chosen=bool(np.isclose(s, chosen[r], rtol=1e-9, atol=0)),
+                accuracy=float(row["mean"].iloc[0]), change=float(row["mean"].iloc[0]) - off_mean,
+                n_classes=int(row["n_classes"].iloc[0]),
+                harmed=tuple(_change(x) for x in rows[rows["harmed"].astype(bool)].itertuples(index=False)),
+                untested=_untested(rows, c.alpha)))
+    return tuple(lines)
 
 
 def _panel_classes(c: Computed, r: str, at_chosen: pd.DataFrame) -> tuple[list[int], set[int]]:
