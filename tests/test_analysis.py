@@ -308,11 +308,15 @@ def test_difference_zero_variance_different_means_uses_fisher_on_counts():
     assert table["delta"].iloc[0] == pytest.approx(-0.1)
 
 
-def test_difference_paired_with_constant_differences_falls_back_to_welch():
-    table = ca.difference(seeds_frame([80, 90, 70], [79, 89, 69]), strength="all")
-    assert table["test_used"].tolist() == ["welch"]
-    expected = stats.ttest_ind([0.79, 0.89, 0.69], [0.8, 0.9, 0.7], equal_var=False).pvalue
-    assert table["p_value"].iloc[0] == pytest.approx(expected)
+def test_difference_paired_with_constant_differences_uses_the_exact_sign_flip_test():
+    # Every seed loses one point: the paired t statistic is infinite. Of the 2**3 sign patterns of the three
+    # changes, 2 are as extreme, so p = 0.25, however large the common change; the interval is Welch's.
+    for off, on in (([80, 90, 70], [79, 89, 69]), ([80, 90, 70], [60, 70, 50])):
+        table = ca.difference(seeds_frame(off, on), strength="all")
+        assert table["test_used"].tolist() == ["sign_flip"]
+        assert table["p_value"].iloc[0] == pytest.approx(0.25)
+        welch = stats.ttest_ind(np.array(on) / 100, np.array(off) / 100, equal_var=False).confidence_interval(0.95)
+        assert table[["ci_low", "ci_high"]].iloc[0].tolist() == pytest.approx([welch.low, welch.high])
 
 
 def test_difference_auto_picks_welch_permutation_or_none():

@@ -13,15 +13,16 @@ difference() call returns):
     welch (4 vs 4 seeds)                0.044 / 0.021 / 0.040
     permutation (5 vs 5)                0.041 / 0.019 / 0.000
     paired, 3-point shared seed effect  0.053 / 0.024 / 0.050
-    paired, 2 seeds                     0.048 / 0.025 / 0.010  (34 of 2,000 classes fall back to Welch, which
-                                        rejects 0.21 of those: liberal where it runs, rare enough not to matter)
-    2 seeds, 30 images at 97-100%       0.000 / 0.000 / 0.000  (98 Fisher, 37 Welch fallbacks)
+    paired, 2 seeds                     0.044 / 0.024 / 0.000  (34 of 2,000 classes have equal per-seed changes
+                                        and take the sign-flip test, p = 0.5 exactly; Welch's test there had
+                                        rejected 0.21 of them)
+    2 seeds, 30 images at 97-100%       0.000 / 0.000 / 0.000  (98 Fisher, 37 sign-flip)
   power, 5 points lost by 3 of 10 classes: planted classes found / repetitions with all three found /
   unaffected classes flagged harmed
     paired 0.950 / 0.885 / 0.009;  welch 0.953 / 0.865 / 0.010;  permutation 0.967 / 0.900 / 0.009
   with a 3-point seed effect shared by both arms: paired 0.94, Welch 0.22 (unaffected classes flagged 0.011).
 Each check was seen to fail with a planted bug: seeds paired in the wrong order, one-sided p-values, Fisher's or
-the Welch fallback's p set to 0, p-values 30% too small.
+the sign-flip fallback's p set to 0, p-values 30% too small.
 """
 
 from __future__ import annotations
@@ -96,20 +97,22 @@ def test_null_with_a_seed_effect_shared_by_both_arms():
 
 
 def test_null_with_two_seeds():
-    # One degree of freedom; now and then the two seeds' differences are equal and the Welch fallback runs.
+    # One degree of freedom; now and then the two seeds' differences are equal and the sign-flip test runs:
+    # exact, so with two seeds its p is 2 / 2**2 = 0.5 whatever the size of the equal changes.
     table = ca.difference(synthetic_results(12, range(2), range(2)), strength="all")
-    assert {"paired", "welch"} <= set(table["test_used"])
+    assert {"paired", "sign_flip"} <= set(table["test_used"])
+    assert (table.loc[table["test_used"] == "sign_flip", "p_value"] == 0.5).all()
     assert_calibrated(table)
 
 
 def test_zero_variance_fallbacks_are_not_liberal_near_the_ceiling():
     # 30 images per class at 97-100%: seeds often give equal counts, so Fisher's exact test on the counts and
-    # the Welch fallback both run often. Counts this discrete make every test conservative; none may reject
+    # the sign-flip test both run often. Counts this discrete make every test conservative; none may reject
     # more often than alpha over all classes, and Fisher, a test of its own, not more than alpha where it runs.
     table = ca.difference(synthetic_results(13, range(2), range(2), accuracy=(0.97, 1.0), images=30),
                           strength="all")
     used = table["test_used"].value_counts()
-    assert used.get("fisher", 0) >= 50 and used.get("welch", 0) >= 10  # both branches are exercised
+    assert used.get("fisher", 0) >= 50 and used.get("sign_flip", 0) >= 10  # both branches are exercised
     assert (table["p_value"] < 0.05).mean() <= 0.05
     assert (table.loc[table["test_used"] == "fisher", "p_value"] < 0.05).mean() <= 0.05
     assert not table["harmed"].any()

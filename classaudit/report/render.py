@@ -61,8 +61,8 @@ COLUMNS = {
     "q_value": "Benjamini-Hochberg q-value across the classes of one regularizer and strength",
     "harmed": "q_value < alpha and -delta > min_effect (never for test_used mcnemar: one seed a side)",
     "helped": "q_value < alpha and delta > min_effect (never for test_used mcnemar)",
-    "test_used": "paired, welch, permutation, mcnemar, fisher, identical (s = off) or none (too few seeds, or a "
-                 "class missing from a run)",
+    "test_used": "paired, welch, permutation, mcnemar, fisher, sign_flip, identical (s = off) or none (too few "
+                 "seeds, or a class missing from a run)",
     "n_harmed": "classes harmed",
     "n_helped": "classes helped",
     "fraction_harmed": "n_harmed / n_classes",

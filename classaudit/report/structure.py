@@ -31,6 +31,7 @@ TEST_WORDS = {
     "mcnemar": "an exact McNemar test on the images where there is one seed a side (it sees test-set noise but not "
                "seed noise, so its q says the two runs differ and flags no class as harmed)",
     "fisher": "Fisher's exact test on the counts (where every seed gave the same count)",
+    "sign_flip": "an exact sign-flip test of the per-seed changes (where every seed changed by the same amount)",
     "none": "no test where one side has a single seed and the other several, or a class is missing from a run",
 }
 
