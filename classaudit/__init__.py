@@ -27,6 +27,7 @@ _EXPORTS = {
     "difference": "classaudit.analysis",
     "regret": "classaudit.analysis",
     "harmed_fraction": "classaudit.analysis",
+    "class_dependence": "classaudit.analysis",
     "confusion_shift": "classaudit.analysis",
     "absorbers": "classaudit.analysis",
     "false_positive_shift": "classaudit.analysis",

@@ -409,6 +409,55 @@ def difference(
     return out.sort_values(["regularizer", "strength", "class_id"]).reset_index(drop=True)[list(_DIFFERENCE_COLUMNS)]
 
 
+def class_dependence(results: pd.DataFrame, *, strength: object = "all", split: str = "test") -> pd.DataFrame:
+    """Does a strength change every class by the same amount? Friedman's test across the classes, per strength.
+
+    For each (regularizer, strength), on the seeds both it and the off point have: each class's change (its
+    accuracy at the strength minus at off, in the same seed) is ranked against the other classes' changes
+    within the seed, and Friedman's test (``scipy.stats.friedmanchisquare``, classes as treatments, seeds as
+    blocks) asks whether some classes rank consistently low or high. The null: every class's change has the
+    same distribution. Ranking within a seed removes what a seed's run does to every class alike. Rejecting
+    says the regularizer's effect depends on the class; :func:`difference` says which classes.
+
+    A rank test rather than a repeated-measures F test because classes' accuracies are noisy to different
+    degrees (binomial noise is largest near 50%): with true accuracies from 50% to 99% and 5 seeds, the F test
+    rejected 7% of null repetitions at 0.05, Friedman's 3-4%, 2% with 3 seeds (it is conservative with few
+    seeds; see tests/test_analysis_calibration.py).
+
+    Parameters
+    ----------
+    results : DataFrame
+        The results frame.
+    strength : "all", "chosen", None, float or mapping
+        As in :func:`difference`; "all" by default.
+    split : {"test", "val"}
+        Split the changes are measured on.
+
+    Returns
+    -------
+    DataFrame
+        One row per (regularizer, strength): ``regularizer, strength, n_seeds, n_classes, friedman_statistic,
+        friedman_p``. ``n_seeds`` counts the seeds both arms have; a class missing from one of them is left out.
+        Fewer than 2 shared seeds or 3 classes leave the statistic and p NaN; the off point itself has p = 1.
+    """
+    rows = _rows(results, split)
+    points = _comparisons(results, rows, strength, split, allow_all=True)
+    out = []
+    for regularizer, s, s_off in points.itertuples(index=False):
+        axis = rows[rows["regularizer"] == regularizer]
+        change = (axis[_same(axis["strength"], s)].pivot(index="seed", columns="class_id", values="accuracy")
+                  - axis[axis["is_off"].astype(bool)].pivot(index="seed", columns="class_id", values="accuracy"))
+        change = change.dropna(how="all").dropna(axis=1)  # the shared seeds; classes every one of them has
+        statistic, p = np.nan, np.nan
+        if _same(s, s_off):
+            p = 1.0
+        elif len(change) >= 2 and change.shape[1] >= 3:
+            statistic, p = stats.friedmanchisquare(*change.to_numpy().T)
+        out.append((regularizer, s, len(change), change.shape[1], statistic, p))
+    return pd.DataFrame(out, columns=["regularizer", "strength", "n_seeds", "n_classes", "friedman_statistic",
+                                      "friedman_p"]).sort_values(["regularizer", "strength"]).reset_index(drop=True)
+
+
 def harmed_fraction(differences: pd.DataFrame) -> pd.DataFrame:
     """How many classes a strength harms: a summary of the table :func:`difference` returns.
 
@@ -1107,8 +1156,9 @@ def _t_tests(on: pd.DataFrame, off: pd.DataFrame, *, paired: bool, confidence: f
         **({} if paired else {"equal_var": False}))
     # Constant per-seed differences but varying arms (paired only): the paired t statistic is infinite. The
     # exact sign-flip test of those differences is valid under the paired test's null, also given that they
-    # came out equal (every sign pattern is then equally likely): p = 2 / 2**n_seeds, exact up to 13 seeds, so it
-    # never rejects at 0.05 below 6 seeds. Welch's t-test here rejected a fifth of such null classes. Its interval is kept.
+    # came out equal (every sign pattern is then equally likely): p = 2 / 2**n_seeds, exact up to 13 seeds, so
+    # it never rejects at 0.05 below 6 seeds. Welch's t-test would reject a fifth of such null classes; its
+    # interval is kept.
     fallback = complete & degenerate & ~equal & ~constant
     run(fallback, stats.ttest_ind, equal_var=False)
     if fallback.any():

@@ -675,3 +675,27 @@ def test_from_predictions_label_and_index_errors():
         ca.from_predictions(numeric.assign(is_off=[True, "yes"]))
     with raises(ca.OFF_MISSING.format(regularizer="crop", present=[1.0])):
         ca.from_predictions(numeric.assign(is_off=False))
+
+
+def test_class_dependence_ranks_each_seeds_changes_across_classes():
+    # Three classes, three seeds; seed 2 is shared by neither arm's full set, so it is left out.
+    rows = []
+    for strength, changes in ((0.0, None), (1.0, {0: [-0.10, -0.12, -0.11, 0.0], 1: [0.0, 0.01, -0.01, 0.0],
+                                                   2: [0.02, 0.0, 0.01, 0.0]})):
+        for seed in range(4 if strength == 1.0 else 3):
+            for c in range(3):
+                accuracy = 0.8 + (changes[c][seed] if changes else 0.0)
+                rows.append({"study": "s", "run_id": f"{strength}-{seed}", "regularizer": "crop",
+                             "strength": strength, "is_off": strength == 0.0, "seed": seed, "split": "test",
+                             "class_id": c, "class_name": f"c{c}", "n": 100, "correct": round(accuracy * 100),
+                             "accuracy": accuracy})
+    results = pd.DataFrame(rows)
+    table = ca.class_dependence(results)
+    expected = stats.friedmanchisquare([-0.10, -0.12, -0.11], [0.0, 0.01, -0.01], [0.02, 0.0, 0.01])
+    assert table[["regularizer", "strength", "n_seeds", "n_classes"]].values.tolist() == [["crop", 1.0, 3, 3]]
+    assert table["friedman_p"].iloc[0] == pytest.approx(expected.pvalue)
+    assert table["friedman_statistic"].iloc[0] == pytest.approx(expected.statistic)
+    # The off point against itself; one shared seed is too few.
+    assert ca.class_dependence(results, strength={"crop": 0.0})["friedman_p"].tolist() == [1.0]
+    one_seed = results[results["seed"] == 0]
+    assert ca.class_dependence(one_seed)["friedman_p"].isna().all()

@@ -1,4 +1,4 @@
-"""Statistical checks of classaudit.analysis.difference: calibration under the null, and power.
+"""Statistical checks of classaudit.analysis.difference and class_dependence: calibration under the null, and power.
 
 Each test builds one results frame holding 200 independent repetitions as 200 regularizer axes (each axis is its
 own Benjamini-Hochberg family), so a single difference() call analyses them all. Per class and seed, the count
@@ -142,3 +142,44 @@ def test_power_on_planted_harm(path):
     assert table.loc[planted, "harmed"].groupby(table["regularizer"]).all().mean() >= 0.8
     # BH bounds the share of false discoveries among the flags, not the count: a few unaffected classes slip in.
     assert table.loc[~planted, "harmed"].mean() <= 0.02
+
+
+# class_dependence: Friedman's test of "every class changes by the same amount", one p per repetition.
+
+def friedman_rejections(seeds: int, repeat: int, effect=None, accuracy=(0.5, 0.99), seed_shift=0.0) -> np.ndarray:
+    """P(p < 0.05) over `repeat` x REPS null-or-not repetitions. `seed_shift` moves every class of one seed's run
+    at the strength alike (a seed whose run is better or worse overall), which ranking within a seed removes."""
+    rejected = []
+    for i in range(repeat):
+        results = synthetic_results(40 + i, range(seeds), range(seeds), effect=effect, accuracy=accuracy)
+        if seed_shift:
+            shift = np.random.default_rng(90 + i).normal(0.0, seed_shift, size=(REPS, seeds))
+            on = results["strength"] == 1.0
+            rep = results.loc[on, "regularizer"].str[1:].astype(int).to_numpy()
+            results.loc[on, "accuracy"] += shift[rep, results.loc[on, "seed"].to_numpy()]
+        table = ca.class_dependence(results)
+        assert len(table) == REPS and (table["n_seeds"] == seeds).all()
+        rejected.append(table["friedman_p"].to_numpy() < 0.05)
+    return np.concatenate(rejected)
+
+
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_class_dependence_is_not_liberal_when_classes_are_unequally_noisy(seeds):
+    # True accuracies from 50% to 99%: binomial noise 1.6 points at 50%, 0.3 at 99%. A repeated-measures F test
+    # rejects 0.072 of these nulls with 5 seeds; Friedman's ranks stay at or under alpha.
+    # Measured: 0.019 (3 seeds), 0.034 (5 seeds); the same with a 3-point seed shift, which ranks cannot see.
+    for shift in (0.0, 0.03):
+        rate = friedman_rejections(seeds, repeat=5, seed_shift=shift).mean()
+        assert rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / (5 * REPS))  # 0.065
+        assert rate >= (0.005 if seeds == 3 else 0.02)  # conservative, not dead
+
+
+def test_class_dependence_ignores_a_change_every_class_shares_and_finds_one_some_do_not():
+    # Every class loses 3 points: the regularizer costs accuracy, but not class by class, so not class-dependent
+    # (measured 0.038).
+    uniform = friedman_rejections(5, repeat=2, effect=np.full(CLASSES, -0.03), accuracy=(0.8, 0.95)).mean()
+    assert uniform <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / (2 * REPS))
+    # Three classes lose 3 points, the others nothing: found in most repetitions (measured 0.97).
+    effect = np.zeros(CLASSES)
+    effect[:3] = -0.03
+    assert friedman_rejections(5, repeat=1, effect=effect, accuracy=(0.8, 0.95)).mean() >= 0.85

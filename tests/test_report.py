@@ -97,6 +97,7 @@ def test_csv_tables_equal_the_analysis_api(sweep, built):
         "chosen.csv": chosen,
         "difference.csv": difference,
         "harmed_fraction.csv": ca.harmed_fraction(difference),
+        "class_dependence.csv": ca.class_dependence(results),
         "regret.csv": ca.regret(results),
         "churn.csv": ca.churn(predictions),
         "churn_by_class.csv": ca.churn(predictions, per_class=True),
@@ -186,11 +187,12 @@ def test_markdown_summary_states_each_regularizers_headline(built):
 
 
 def test_markdown_summary_names_the_harmed_classes_of_every_strength(built):
-    """The second table: one row per strength but off, its mean and change, and every harmed class with its
-    change, so a README can quote the whole sweep without typing a number."""
+    """The second table: one row per strength but off, its mean and change, every harmed class with its change,
+    and Friedman's p of an equal change for every class, so a README can quote the sweep without typing a number."""
     difference = read_csv(built / "difference.csv")
     overall = read_csv(built / "overall.csv")
     chosen = read_csv(built / "chosen.csv").set_index("regularizer")
+    dependence = read_csv(built / "class_dependence.csv")
     rows = summary_tables(built)[1]
     assert [(cells[0], cells[1].removesuffix(" (chosen)")) for cells in rows] == \
         [("color_jitter", "1"), ("crop", "0.5"), ("crop", "0.2")]  # off outwards; off has no row
@@ -206,6 +208,8 @@ def test_markdown_summary_names_the_harmed_classes_of_every_strength(built):
         listed = ", ".join(f"{formatters.md(n)} {formatters.signed_pct(d)}"
                            for n, d in zip(harmed["class_name"], harmed["delta"]))
         assert cells[3] == f"{len(harmed)} of {len(NAMES)}" + (f": {listed}" if listed else "")
+        friedman = dependence[(dependence["regularizer"] == r) & np.isclose(dependence["strength"], strength)]
+        assert cells[4] == formatters.pvalue(friedman["friedman_p"].iloc[0])
     assert any(not cells[1].endswith("(chosen)") and not cells[3].startswith("0 of") for cells in rows), \
         "the synthetic sweep harms classes at a strength that is not chosen too"
 

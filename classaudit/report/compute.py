@@ -62,6 +62,7 @@ class Computed:
     chosen: pd.DataFrame
     difference: pd.DataFrame  # every non-off strength against off
     harmed_fraction: pd.DataFrame
+    class_dependence: pd.DataFrame  # every non-off strength: is the change the same for every class?
     regret: pd.DataFrame
     # The strength each regularizer's "where did the predictions go" looks at: the chosen one, or, where
     # cross-validation keeps the regularizer off, the strength farthest from off (None: only off has results).
@@ -133,6 +134,7 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
     difference = analysis.difference(results, strength="all", alpha=alpha, min_effect=min_effect,
                                      confidence=confidence, predictions=predictions)
     harmed = analysis.harmed_fraction(difference)
+    dependence = analysis.class_dependence(results, strength="all")
     regret = analysis.regret(results, strength=at_chosen, select_on=select_on)
 
     focus = {r: _focus(at_chosen[r], off[r], order[r]) for r in regularizers}
@@ -164,7 +166,7 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
         skipped=skipped, regularizers=regularizers, off=off, order=order,
         class_names={int(k): str(v) for k, v in names.items()},
         by_class=by_class, overall=overall, overall_val=overall_val, chosen=chosen, difference=difference,
-        harmed_fraction=harmed, regret=regret, focus=focus,
+        harmed_fraction=harmed, class_dependence=dependence, regret=regret, focus=focus,
         confusion_shift=_concat(shifts, predictions), absorbers=_concat(absorbed, predictions),
         false_positive_shift=_concat(false_pos, predictions), churn=churn, churn_by_class=churn_by_class,
         runs=runs, missing=missing, notes=notes,

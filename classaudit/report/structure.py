@@ -110,6 +110,7 @@ class StrengthLine:
     n_classes: int
     harmed: tuple[ClassChange, ...]  # most harmed first
     untested: str  # why this strength could not be tested, or ""
+    friedman_p: float  # class_dependence: p of "every class changes alike" (NaN: too few seeds)
 
 
 @dataclass(frozen=True)
@@ -303,17 +304,20 @@ def _strength_lines(c: Computed) -> tuple[StrengthLine, ...]:
         overall = c.overall[c.overall["regularizer"] == r]
         off_mean = float(overall.loc[overall["is_off"].astype(bool), "mean"].iloc[0])
         axis = c.difference[c.difference["regularizer"] == r]
+        dependence = c.class_dependence[c.class_dependence["regularizer"] == r]
         for s in c.order[r][1:]:
             row = overall[np.isclose(overall["strength"], s, rtol=1e-9, atol=0)]
             if not len(row):
                 continue
             rows = axis[np.isclose(axis["strength"], s, rtol=1e-9, atol=0)].sort_values(["delta", "class_id"])
+            friedman = dependence.loc[np.isclose(dependence["strength"], s, rtol=1e-9, atol=0), "friedman_p"]
             lines.append(StrengthLine(
                 regularizer=r, strength=float(s), chosen=bool(np.isclose(s, chosen[r], rtol=1e-9, atol=0)),
                 accuracy=float(row["mean"].iloc[0]), change=float(row["mean"].iloc[0]) - off_mean,
                 n_classes=int(row["n_classes"].iloc[0]),
                 harmed=tuple(_change(x) for x in rows[rows["harmed"].astype(bool)].itertuples(index=False)),
-                untested=_untested(rows, c.alpha)))
+                untested=_untested(rows, c.alpha),
+                friedman_p=float(friedman.iloc[0]) if len(friedman) else float("nan")))
     return tuple(lines)
 
 
@@ -363,15 +367,19 @@ def _heatmap(c: Computed) -> Figure | None:
 def _harmed_table(c: Computed) -> Table:
     h = c.harmed_fraction.sort_values(["regularizer", "strength"])
     chosen = dict(zip(c.chosen["regularizer"], c.chosen["chosen_strength"]))
+    friedman = {(row.regularizer, float(row.strength)): row.friedman_p
+                for row in c.class_dependence.itertuples(index=False)}
     rows, marks = [], []
     for row in h.itertuples(index=False):
         is_chosen = bool(np.isclose(row.strength, chosen.get(row.regularizer, np.nan), rtol=1e-9, atol=0))
         rows.append((row.regularizer, row.strength, "chosen" if is_chosen else "", row.n_harmed, row.n_helped,
-                     row.worst_class_name, row.worst_class_delta))
+                     row.worst_class_name, row.worst_class_delta,
+                     friedman.get((row.regularizer, float(row.strength)), float("nan"))))
         marks.append(is_chosen and row.n_harmed > 0)
     return Table(columns=(Column("regularizer"), Column("strength", "strength"), Column(""),
                           Column("harmed", "count"), Column("helped", "count"), Column("largest drop"),
-                          Column("its change", "points")), rows=tuple(rows), highlight=tuple(marks))
+                          Column("its change", "points"), Column("same change for every class? Friedman p", "pvalue")),
+                 rows=tuple(rows), highlight=tuple(marks))
 
 
 def _change_figure(c: Computed, r: str, at_chosen: pd.DataFrame, i: int) -> Figure:
@@ -521,6 +529,7 @@ def _tables(c: Computed) -> dict[str, pd.DataFrame]:
         "by_class.csv": c.by_class,
         "difference.csv": c.difference,
         "harmed_fraction.csv": c.harmed_fraction,
+        "class_dependence.csv": c.class_dependence,
         "regret.csv": c.regret,
     }
     if c.overall_val is not None:
