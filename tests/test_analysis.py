@@ -678,7 +678,7 @@ def test_from_predictions_label_and_index_errors():
 
 
 def test_class_dependence_ranks_each_seeds_changes_across_classes():
-    # Three classes, three seeds; seed 2 is shared by neither arm's full set, so it is left out.
+    # Three classes; the strength has seeds 0-3, off 0-2, so seed 3 is left out.
     rows = []
     for strength, changes in ((0.0, None), (1.0, {0: [-0.10, -0.12, -0.11, 0.0], 1: [0.0, 0.01, -0.01, 0.0],
                                                    2: [0.02, 0.0, 0.01, 0.0]})):
@@ -695,7 +695,14 @@ def test_class_dependence_ranks_each_seeds_changes_across_classes():
     assert table[["regularizer", "strength", "n_seeds", "n_classes"]].values.tolist() == [["crop", 1.0, 3, 3]]
     assert table["friedman_p"].iloc[0] == pytest.approx(expected.pvalue)
     assert table["friedman_statistic"].iloc[0] == pytest.approx(expected.statistic)
-    # The off point against itself; one shared seed is too few.
-    assert ca.class_dependence(results, strength={"crop": 0.0})["friedman_p"].tolist() == [1.0]
-    one_seed = results[results["seed"] == 0]
-    assert ca.class_dependence(one_seed)["friedman_p"].isna().all()
+    # The off point against itself; two shared seeds are too few.
+    itself = ca.class_dependence(results, strength={"crop": 0.0})
+    assert itself[["friedman_statistic", "friedman_p"]].values.tolist() == [[0.0, 1.0]]
+    two_seeds = ca.class_dependence(results[results["seed"] < 2])
+    assert two_seeds["n_seeds"].tolist() == [2] and two_seeds["friedman_p"].isna().all()
+    # A seed missing a class is dropped while 3 complete seeds remain; with fewer, the class is dropped instead.
+    extra = results[(results["seed"] == 0)].assign(seed=9, run_id=lambda f: f["run_id"] + "x")
+    partial = pd.concat([results, extra[extra["class_id"] != 2]])
+    assert ca.class_dependence(partial)[["n_seeds", "n_classes"]].values.tolist() == [[3, 3]]
+    short = partial[partial["seed"] != 1]
+    assert ca.class_dependence(short)[["n_seeds", "n_classes"]].values.tolist() == [[3, 2]]

@@ -59,7 +59,8 @@ COLUMNS = {
     "delta": "change against the off point (fractions: 0.01 = 1 point)",
     "p_value": "p-value of the test named in test_used",
     "friedman_statistic": "Friedman's chi-square: each seed's class changes ranked across the classes",
-    "friedman_p": "its p-value; small when some classes change more than others (NaN: under 2 shared seeds)",
+    "friedman_p": "its p-value; small when some classes change more than others (NaN: under 3 shared seeds or "
+                  "3 classes; not corrected across strengths)",
     "q_value": "Benjamini-Hochberg q-value across the classes of one regularizer and strength",
     "harmed": "q_value < alpha and -delta > min_effect (never for test_used mcnemar: one seed a side)",
     "helped": "q_value < alpha and delta > min_effect (never for test_used mcnemar)",
