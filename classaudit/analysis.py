@@ -422,11 +422,11 @@ def class_dependence(results: pd.DataFrame, *, strength: object = "all", split: 
     which classes. One p per strength, not corrected across strengths, and every strength shares the off runs.
 
     The test is approximate here, because classes are noisy to different degrees. Null rejection rates at
-    0.05, 10 classes (tests/test_analysis_calibration.py and a read-only review's simulations):
-    binomial noise, true accuracies 50-99%: 0.019 with 3 seeds, 0.034 with 5 (a repeated-measures F test:
-    0.072 with 5); two classes with 5 times the others' noise: 0.03-0.06 with 3-10 seeds; two confusable classes
-    trading errors run by run: 0.06-0.07. With 2 seeds it can hardly reject (smallest p 0.035 for 10 classes),
-    so it needs 3.
+    0.05, 10 classes, 3 / 5 / 10 seeds (``python benchmarks/class_dependence_null.py``; in parentheses a
+    repeated-measures F test): binomial noise, true accuracies 50-99%: 0.024 / 0.037 / 0.048 (0.068 / 0.062 /
+    0.059); two classes with 5 times the others' noise: 0.032 / 0.057 / 0.050 (0.17 / 0.15 / 0.14); two
+    confusable classes trading 3 points of errors run by run: 0.066 / 0.063 / 0.081 (0.17 / 0.16 / 0.15).
+    With 2 seeds it can hardly reject (smallest p 0.035 for 10 classes), so it needs 3.
 
     Parameters
     ----------
