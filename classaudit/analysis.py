@@ -104,6 +104,11 @@ INDEX_LABEL_CONFLICT = (
     "image in every run{hint}"
 )
 
+DUPLICATE_RESULTS = (
+    "the results frame has {count} rows that share a (regularizer, strength, seed, split, class_id), the first: "
+    "regularizer {regularizer!r}, strength {strength!r}, seed {seed!r}, class_id {class_id!r} (run_id {runs}); "
+    "keep one run per seed and strength, e.g. results.drop_duplicates(['regularizer', 'strength', 'seed', 'split', "
+    "'class_id'])")
 SPLITS = ("val", "test")
 TESTS = ("auto", "welch", "paired", "permutation")
 
@@ -941,6 +946,17 @@ def _rows(data: pd.DataFrame, split: str, *, frame: str = "results",
     rows = data[data["split"] == split]
     if rows.empty:
         raise AnalysisError(SPLIT_MISSING.format(frame=frame, split=split, present=sorted(data["split"].unique())))
+    if frame == "results":
+        # Two runs of one seed and strength (two results folders concatenated, say) cannot be paired by seed.
+        repeated = rows.duplicated(["regularizer", "strength", "seed", "class_id"], keep=False)
+        if repeated.any():
+            first = rows[repeated].iloc[0]
+            same = rows[repeated & (rows["regularizer"] == first["regularizer"])
+                        & (rows["strength"] == first["strength"]) & (rows["seed"] == first["seed"])]
+            runs = sorted(map(str, same["run_id"].unique())) if "run_id" in rows else "unknown"
+            raise AnalysisError(DUPLICATE_RESULTS.format(
+                count=int(repeated.sum()), regularizer=first["regularizer"], strength=_plain(first["strength"]),
+                seed=_plain(first["seed"]), class_id=_plain(first["class_id"]), runs=runs))
     return rows
 
 

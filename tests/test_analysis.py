@@ -706,3 +706,14 @@ def test_class_dependence_ranks_each_seeds_changes_across_classes():
     assert ca.class_dependence(partial)[["n_seeds", "n_classes"]].values.tolist() == [[3, 3]]
     short = partial[partial["seed"] != 1]
     assert ca.class_dependence(short)[["n_seeds", "n_classes"]].values.tolist() == [[3, 2]]
+
+
+def test_repeated_runs_of_one_seed_are_named_not_a_pandas_error():
+    # Two results folders concatenated: seed 1 appears twice, which no paired test can use.
+    results = seeds_frame([80, 82, 85], [70, 75, 71])
+    twice = pd.concat([results, results[results["seed"] == 1].assign(run_id="again")])
+    message = ("the results frame has 4 rows that share a (regularizer, strength, seed, split, class_id), the first: "
+               "regularizer 'wd', strength 0.0, seed 1, class_id 0 (run_id ['0.0-1', 'again'])")
+    for analysis in (ca.difference, ca.class_dependence, ca.by_class):
+        with pytest.raises(ca.AnalysisError, match=re.escape(message)):
+            analysis(twice) if analysis is ca.by_class else analysis(twice, strength="all")
