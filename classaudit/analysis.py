@@ -948,11 +948,11 @@ def _rows(data: pd.DataFrame, split: str, *, frame: str = "results",
         raise AnalysisError(SPLIT_MISSING.format(frame=frame, split=split, present=sorted(data["split"].unique())))
     if frame == "results":
         # Two runs of one seed and strength (two results folders concatenated, say) cannot be paired by seed.
-        repeated = rows.duplicated(["regularizer", "strength", "seed", "class_id"], keep=False)
+        keys = ["regularizer", "strength", "seed", "class_id"]
+        repeated = rows.duplicated(keys, keep=False)
         if repeated.any():
             first = rows[repeated].iloc[0]
-            same = rows[repeated & (rows["regularizer"] == first["regularizer"])
-                        & (rows["strength"] == first["strength"]) & (rows["seed"] == first["seed"])]
+            same = rows[(rows[keys] == first[keys]).all(axis=1)]
             runs = sorted(map(str, same["run_id"].unique())) if "run_id" in rows else "unknown"
             raise AnalysisError(DUPLICATE_RESULTS.format(
                 count=int(repeated.sum()), regularizer=first["regularizer"], strength=_plain(first["strength"]),

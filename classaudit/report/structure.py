@@ -299,26 +299,31 @@ def _untested(rows: pd.DataFrame, alpha: float) -> str:
 
 def _strength_lines(c: Computed) -> tuple[StrengthLine, ...]:
     chosen = dict(zip(c.chosen["regularizer"], c.chosen["chosen_strength"]))
+    friedman = _friedman_p(c)
     lines = []
     for r in c.regularizers:
         overall = c.overall[c.overall["regularizer"] == r]
         off_mean = float(overall.loc[overall["is_off"].astype(bool), "mean"].iloc[0])
         axis = c.difference[c.difference["regularizer"] == r]
-        dependence = c.class_dependence[c.class_dependence["regularizer"] == r]
         for s in c.order[r][1:]:
             row = overall[np.isclose(overall["strength"], s, rtol=1e-9, atol=0)]
             if not len(row):
                 continue
             rows = axis[np.isclose(axis["strength"], s, rtol=1e-9, atol=0)].sort_values(["delta", "class_id"])
-            friedman = dependence.loc[np.isclose(dependence["strength"], s, rtol=1e-9, atol=0), "friedman_p"]
             lines.append(StrengthLine(
                 regularizer=r, strength=float(s), chosen=bool(np.isclose(s, chosen[r], rtol=1e-9, atol=0)),
                 accuracy=float(row["mean"].iloc[0]), change=float(row["mean"].iloc[0]) - off_mean,
                 n_classes=int(row["n_classes"].iloc[0]),
                 harmed=tuple(_change(x) for x in rows[rows["harmed"].astype(bool)].itertuples(index=False)),
                 untested=_untested(rows, c.alpha),
-                friedman_p=float(friedman.iloc[0]) if len(friedman) else float("nan")))
+                friedman_p=friedman.get((r, float(s)), float("nan"))))
     return tuple(lines)
+
+
+def _friedman_p(c: Computed) -> dict[tuple[str, float], float]:
+    """class_dependence's p by (regularizer, strength); the strengths are the results' own floats."""
+    return {(row.regularizer, float(row.strength)): float(row.friedman_p)
+            for row in c.class_dependence.itertuples(index=False)}
 
 
 def _panel_classes(c: Computed, r: str, at_chosen: pd.DataFrame) -> tuple[list[int], set[int]]:
@@ -367,8 +372,7 @@ def _heatmap(c: Computed) -> Figure | None:
 def _harmed_table(c: Computed) -> Table:
     h = c.harmed_fraction.sort_values(["regularizer", "strength"])
     chosen = dict(zip(c.chosen["regularizer"], c.chosen["chosen_strength"]))
-    friedman = {(row.regularizer, float(row.strength)): row.friedman_p
-                for row in c.class_dependence.itertuples(index=False)}
+    friedman = _friedman_p(c)
     rows, marks = [], []
     for row in h.itertuples(index=False):
         is_chosen = bool(np.isclose(row.strength, chosen.get(row.regularizer, np.nan), rtol=1e-9, atol=0))
