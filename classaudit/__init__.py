@@ -36,6 +36,8 @@ _EXPORTS = {
     "write_report": "classaudit.report",
     "build_report": "classaudit.report",
     "status": "classaudit.store",
+    "AnalysisError": "classaudit.analysis",  # a frame or option the analysis cannot use (a ValueError)
+    "UsageError": "classaudit.errors",  # any problem in what the user gave: the base of AnalysisError
 }
 __all__ = ["__version__", *_EXPORTS]
 

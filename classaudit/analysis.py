@@ -244,7 +244,8 @@ def choose_strength(results: pd.DataFrame, *, select_on: str = "val", report_on:
 
     Ties (macro accuracies within 1e-9) go to the strength closest to the off point, then to the lower strength:
     a regularizer that does not improve the average is not switched on. While a sweep runs, some strengths have a
-    seed the others lack; strengths are then compared (and reported) on the seeds they all have.
+    seed the others lack (as after a failed run); strengths are then compared (and reported) on the seeds they all
+    have, when they share any.
 
     Parameters
     ----------
@@ -301,6 +302,7 @@ def difference(
     *,
     strength: object = "chosen",
     split: str = "test",
+    select_on: str = "val",
     alpha: float = 0.05,
     min_effect: float = 0.0,
     test: str = "auto",
@@ -322,6 +324,9 @@ def difference(
         mapping {regularizer: strength}: those pairs only.
     split : {"test", "val"}
         Split the change is measured on.
+    select_on : str
+        Split s* is chosen on when ``strength="chosen"``, as in :func:`choose_strength`: a frame without a
+        "val" split raises unless ``select_on="test"`` (optimistic) is asked for.
     alpha : float
         False discovery rate: a class is flagged when its Benjamini-Hochberg q-value is below ``alpha``.
     min_effect : float
@@ -396,7 +401,7 @@ def difference(
     _check_fraction("alpha", alpha)
     _check_fraction("confidence", confidence)
     rows = _rows(results, split)
-    points = _comparisons(results, rows, strength, split, allow_all=True)
+    points = _comparisons(results, rows, strength, split, select_on=select_on, allow_all=True)
     if points.empty:
         return pd.DataFrame(columns=list(_DIFFERENCE_COLUMNS))
     axes = dict(tuple(rows.groupby("regularizer", sort=False)))
@@ -414,7 +419,8 @@ def difference(
     return out.sort_values(["regularizer", "strength", "class_id"]).reset_index(drop=True)[list(_DIFFERENCE_COLUMNS)]
 
 
-def class_dependence(results: pd.DataFrame, *, strength: object = "all", split: str = "test") -> pd.DataFrame:
+def class_dependence(results: pd.DataFrame, *, strength: object = "all", split: str = "test",
+                     select_on: str = "val") -> pd.DataFrame:
     """Does a strength change every class by the same amount? Friedman's test across the classes, per strength.
 
     For each (regularizer, strength), on the seeds both it and the off point have: each class's change (its
@@ -441,6 +447,8 @@ def class_dependence(results: pd.DataFrame, *, strength: object = "all", split: 
         As in :func:`difference`; "all" by default.
     split : {"test", "val"}
         Split the changes are measured on.
+    select_on : str
+        Split s* is chosen on when ``strength="chosen"``, as in :func:`difference`.
 
     Returns
     -------
@@ -451,7 +459,7 @@ def class_dependence(results: pd.DataFrame, *, strength: object = "all", split: 
         statistic and p NaN; the off point against itself has statistic 0 and p = 1.
     """
     rows = _rows(results, split)
-    points = _comparisons(results, rows, strength, split, allow_all=True)
+    points = _comparisons(results, rows, strength, split, select_on=select_on, allow_all=True)
     out = []
     for regularizer, s, s_off in points.itertuples(index=False):
         axis = rows[rows["regularizer"] == regularizer]
@@ -521,10 +529,11 @@ def regret(results: pd.DataFrame, *, split: str = "test", strength: object = "ch
     split : {"test", "val"}
         Split the accuracies come from.
     strength : "chosen", None, float or mapping
-        The strength every class is held to: each regularizer's s* (default, needs a "val" split), a number on
+        The strength every class is held to: each regularizer's s* (default, chosen on ``select_on``), a number on
         every regularizer that has it, or a mapping {regularizer: strength}.
     select_on : str
-        Split each class's own best strength is picked on, as :func:`choose_strength` picks s*. Picking it on
+        Split each class's own best strength is picked on, and s* too when ``strength="chosen"``, as
+        :func:`choose_strength` picks s*. Picking them on
         ``split`` too would take the best of several noisy means and read it on the same images: with two seeds
         and five strengths that alone shows about a point of regret for classes nothing happens to. A frame
         without a "val" split raises unless ``select_on="test"`` is asked for.
@@ -550,7 +559,7 @@ def regret(results: pd.DataFrame, *, split: str = "test", strength: object = "ch
     """
     _check_select_on(results, select_on)
     rows = _rows(results, split)
-    points = _comparisons(results, rows, strength, split, allow_all=False)
+    points = _comparisons(results, rows, strength, split, select_on=select_on, allow_all=False)
     results = _shared_seeds(results)
     keys = ["regularizer", "strength", "class_id"]
     means = by_class(results, split=split)[[*keys, "class_name", "mean"]]
@@ -1010,14 +1019,14 @@ def _check_select_on(results: pd.DataFrame, select_on: str) -> None:
 
 
 def _shared_seeds(results: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each axis on the seeds every one of its strengths has, when its strengths' seed sets are nested
-    (a seed-major sweep still running: seed 3 of the first points done, not yet of the rest), so that strengths are
-    compared on the same seeds; otherwise (other seeds at each strength, or all alike) the rows unchanged."""
+    """The rows of each axis on the seeds every one of its strengths has, so that strengths are compared on the
+    same seeds while a sweep runs (seed 3 done at the first points, not yet at the rest) or after a run failed;
+    an axis whose strengths share no seed (each its own seeds, by design) keeps all its rows."""
     keep = []
     for _, axis in results.groupby("regularizer", sort=False):
-        sets = sorted((frozenset(seeds) for seeds in axis.groupby("strength")["seed"].unique()), key=len)
-        if sets and all(sets[0] <= other for other in sets[1:]):
-            axis = axis[axis["seed"].isin(sets[0])]
+        shared = frozenset.intersection(*(frozenset(seeds) for seeds in axis.groupby("strength")["seed"].unique()))
+        if shared:
+            axis = axis[axis["seed"].isin(shared)]
         keep.append(axis)
     return pd.concat(keep) if keep else results
 
@@ -1030,13 +1039,13 @@ def _best(table: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
     return ranked.drop(columns="distance").reset_index(drop=True)
 
 
-def _comparisons(results: pd.DataFrame, rows: pd.DataFrame, strength: object, split: str, *,
+def _comparisons(results: pd.DataFrame, rows: pd.DataFrame, strength: object, split: str, *, select_on: str,
                  allow_all: bool) -> pd.DataFrame:
     """The (regularizer, strength, off_strength) points a `strength` option names."""
     off = _off_strengths(results)
     present = {regularizer: _floats(axis) for regularizer, axis in rows.groupby("regularizer")["strength"]}
     if strength is None or (isinstance(strength, str) and strength == "chosen"):
-        chosen = choose_strength(results, report_on=split)
+        chosen = choose_strength(results, select_on=select_on, report_on=split)
         points = list(zip(chosen["regularizer"], chosen["chosen_strength"]))
     elif allow_all and isinstance(strength, str) and strength == "all":
         points = [(r, s) for r, strengths in present.items() for s in strengths if not _same(s, off[r])]

@@ -280,9 +280,12 @@ def test_regret_exact(literal):
     # A class with no validation images keeps its row, without a best strength.
     no_fox = ca.regret(results[~((results["split"] == "val") & (results["class_id"] == 2))])
     assert no_fox["class_id"].tolist() == [0, 1, 2] and no_fox["best_strength"].isna().tolist() == [False] * 2 + [True]
+    # select_on="test" picks both on test: s* is then off (95.8% against 83.3% at 0.5), and only fox, best at
+    # 0.5 (100% against 87.5%), gives anything up.
     on_test = ca.regret(results, select_on="test")
-    assert on_test[["class_id", "best_strength", "best_accuracy", "chosen_accuracy", "regret"]].values.tolist() == [
-        [0, 1.0, 1.0, 0.625, 0.375], [1, 1.0, 1.0, 0.875, 0.125], [2, 0.5, 1.0, 1.0, 0.0]]
+    assert on_test[["class_id", "best_strength", "best_accuracy", "chosen_strength", "chosen_accuracy",
+                    "regret"]].values.tolist() == [
+        [0, 1.0, 1.0, 1.0, 1.0, 0.0], [1, 1.0, 1.0, 1.0, 1.0, 0.0], [2, 0.5, 1.0, 1.0, 0.875, 0.125]]
 
 
 def seeds_frame(off_correct, on_correct, n=100, off_seeds=None, on_seeds=None) -> pd.DataFrame:
@@ -508,21 +511,39 @@ def test_errors_are_value_errors_and_usage_errors():
     assert issubclass(ca.AnalysisError, ValueError) and issubclass(ca.AnalysisError, UsageError)
 
 
-def test_strengths_are_chosen_on_the_seeds_they_all_have():
-    # Seed 1 of the off point finished, not yet of 0.5: off's lucky seed 1 must not decide against 0.5.
+def accuracy_rows(seeds_by_strength: dict[float, dict[int, int]], off: float = 1.0) -> pd.DataFrame:
+    """Results of one class of crop (100 images, val and test alike): {strength: {seed: correct}}."""
     rows = []
-    for strength, seeds in ((1.0, {0: 70, 1: 90}), (0.5, {0: 75})):
+    for strength, seeds in seeds_by_strength.items():
         for seed, correct in seeds.items():
             for split in ("val", "test"):
                 rows.append({"study": "s", "run_id": f"{strength}-{seed}", "regularizer": "crop",
-                             "strength": strength, "is_off": strength == 1.0, "seed": seed, "split": split,
+                             "strength": strength, "is_off": strength == off, "seed": seed, "split": split,
                              "class_id": 0, "class_name": "a", "n": 100, "correct": correct,
                              "accuracy": correct / 100})
-    chosen = ca.choose_strength(pd.DataFrame(rows))
+    return pd.DataFrame(rows)
+
+
+def test_strengths_are_chosen_on_the_seeds_they_all_have():
+    # Seed 1 of the off point finished, not yet of 0.5: off's lucky seed 1 must not decide against 0.5.
+    frame = accuracy_rows({1.0: {0: 70, 1: 90}, 0.5: {0: 75}})
+    chosen = ca.choose_strength(frame)
     assert chosen[["chosen_strength", "accuracy", "accuracy_off"]].values.tolist() == [[0.5, 0.75, 0.70]]
     # Seeds of their own at each strength are all used.
-    other = pd.DataFrame(rows).assign(seed=lambda f: f["seed"] + (f["strength"] == 0.5) * 10)
+    other = frame.assign(seed=lambda f: f["seed"] + (f["strength"] == 0.5) * 10)
     assert ca.choose_strength(other)["chosen_strength"].tolist() == [1.0]
+
+
+def test_strengths_are_chosen_on_shared_seeds_when_the_seed_sets_are_not_nested():
+    # A failed run (0.5 lacks seed 2) and a pending one (0.25 lacks seed 3): no strength's seeds are among every
+    # other's. Off's bad seed 2 (70) must not make 0.5, one point below off in each of its seeds, look better.
+    # On the seeds all three share (0 and 1), off is best.
+    frame = accuracy_rows({1.0: {0: 90, 1: 90, 2: 70, 3: 90}, 0.5: {0: 89, 1: 89, 3: 89},
+                           0.25: {0: 85, 1: 85, 2: 65}})
+    chosen = ca.choose_strength(frame)
+    assert chosen[["chosen_strength", "accuracy_off"]].values.tolist() == [[1.0, 0.90]]
+    assert ca.overall(frame[frame["seed"].isin([0, 1])]).set_index("strength")["mean"].idxmax() == 1.0
+    assert ca.difference(frame, strength=0.5)["delta"].tolist() == pytest.approx([-0.01])
 
 
 def test_no_validation_split(literal):
@@ -534,7 +555,13 @@ def test_no_validation_split(literal):
         ca.difference(test_only)
     with raises(ca.NO_VALIDATION_SPLIT):
         ca.regret(test_only, strength=0.5)
+    with raises(ca.NO_VALIDATION_SPLIT):
+        ca.class_dependence(test_only, strength="chosen")
     assert ca.choose_strength(test_only, select_on="test")["chosen_strength"].tolist() == [1.0]
+    # Every function that chooses the strength takes the option the error names.
+    assert ca.difference(test_only, select_on="test")["test_used"].unique().tolist() == ["identical"]
+    assert ca.class_dependence(test_only, strength="chosen", select_on="test")["strength"].tolist() == [1.0]
+    assert ca.regret(test_only, select_on="test")["chosen_strength"].unique().tolist() == [1.0]
 
 
 def test_missing_split_and_columns(literal):
