@@ -135,6 +135,10 @@ def test_readme_names_every_file_and_column(built):
             assert render.COLUMNS.get(column), f"{path.name}: column {column!r} has no description"
             assert f"    {column}: " in readme
     assert "index.html: " in readme
+    # One name, two units: delta is a change of accuracy in difference.csv, a count of images here.
+    fp = readme.split("false_positive_shift.csv: ")[1].split("\n\n")[0]
+    assert "    delta: false_positives - false_positives_off (images per run" in fp
+    assert "    delta: change against the off point (fractions" in readme.split("difference.csv: ")[1].split("\n\n")[0]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -266,6 +270,15 @@ def test_partial_sweep(tmp_path):
     assert "1 seed(s) at this strength against 4 at off" in untested["crop", "0.2"]
     assert "one seed a side cannot tell" in untested["mixup", "0.3"]
     assert read_csv(out / "chosen.csv")["regularizer"].tolist() == ["crop", "cutmix", "mixup"]
+    # Crop's strengths share only seed 0 so far: the headline's mean, worst class and gain, and the chosen row of
+    # the strengths table, all come from that seed, so they agree with one another.
+    report = build_report((results, predictions))
+    crop = next(h for h in report.headlines if h.regularizer == "crop")
+    seed0 = ca.overall(results[(results["regularizer"] == "crop") & (results["seed"] == 0)]).set_index("strength")
+    assert (crop.accuracy_off, crop.worst_off) == pytest.approx((seed0.loc[1.0, "mean"], seed0.loc[1.0, "group_min"]))
+    assert (crop.accuracy, crop.worst) == pytest.approx(tuple(seed0.loc[crop.chosen_strength, ["mean", "group_min"]]))
+    line = next(s for s in report.strengths if s.regularizer == "crop" and s.chosen)
+    assert (line.accuracy, line.change) == pytest.approx((crop.accuracy, crop.gain))
     # A report without a validation split chooses on test, and says so.
     test_only = ca.from_predictions(sweep_frame(classes=3, val=False), off={"crop": 1.0, "color_jitter": 0.0},
                                     index="index", return_predictions=True)

@@ -58,6 +58,9 @@ class Computed:
     class_names: dict[int, str]
     by_class: pd.DataFrame
     overall: pd.DataFrame
+    # overall on the seeds every strength of the axis has, the seeds choose_strength compares on: the summary's
+    # numbers, so that its worst class and changes agree with the chosen strength's gain while a sweep runs.
+    overall_shared: pd.DataFrame
     overall_val: pd.DataFrame | None
     chosen: pd.DataFrame
     difference: pd.DataFrame  # every non-off strength against off
@@ -129,6 +132,7 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
     at_chosen = dict(zip(chosen["regularizer"], chosen["chosen_strength"]))
     by_class = analysis.by_class(results, confidence=confidence)
     overall = analysis.overall(results)
+    overall_shared = analysis.overall(analysis._shared_seeds(results))
     overall_val = analysis.overall(results, split="val") if select_on == "val" else None
     # "all" is every non-off strength; an axis with only its off point so far adds no rows.
     difference = analysis.difference(results, strength="all", alpha=alpha, min_effect=min_effect,
@@ -165,8 +169,8 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
         inputs=inputs, alpha=alpha, min_effect=min_effect, confidence=confidence, select_on=select_on,
         skipped=skipped, regularizers=regularizers, off=off, order=order,
         class_names={int(k): str(v) for k, v in names.items()},
-        by_class=by_class, overall=overall, overall_val=overall_val, chosen=chosen, difference=difference,
-        harmed_fraction=harmed, class_dependence=dependence, regret=regret, focus=focus,
+        by_class=by_class, overall=overall, overall_shared=overall_shared, overall_val=overall_val, chosen=chosen,
+        difference=difference, harmed_fraction=harmed, class_dependence=dependence, regret=regret, focus=focus,
         confusion_shift=_concat(shifts, predictions), absorbers=_concat(absorbed, predictions),
         false_positive_shift=_concat(false_pos, predictions), churn=churn, churn_by_class=churn_by_class,
         runs=runs, missing=missing, notes=notes,

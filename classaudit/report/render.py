@@ -109,9 +109,12 @@ FILES = {
     "harmed_fraction.csv": "harmed_fraction: classes harmed and helped per strength",
     "class_dependence.csv": "class_dependence: Friedman's test of whether a strength changes every class alike",
     "regret.csv": "regret: each class's own best strength against the chosen one",
-    "confusion_shift.csv": "confusion_shift at the chosen strength: change of each confusion-matrix entry",
-    "absorbers.csv": "absorbers at the chosen strength: the classes that took most of each class's predictions",
-    "false_positive_shift.csv": "false_positive_shift at the chosen strength",
+    "confusion_shift.csv": "confusion_shift at the chosen strength (the strongest where off is chosen): change of "
+                           "each confusion-matrix entry",
+    "absorbers.csv": "absorbers at the chosen strength (the strongest where off is chosen): the classes that took "
+                     "most of each class's predictions",
+    "false_positive_shift.csv": "false_positive_shift at the chosen strength (the strongest where off is chosen): "
+                                "images of other classes predicted as the class, per run",
     "churn.csv": "churn: disagreement between seeds per strength",
     "churn_by_class.csv": "churn per class",
     "runs.csv": "the finished runs",
@@ -146,6 +149,12 @@ def csv_text(frame: pd.DataFrame) -> str:
     return buffer.getvalue()
 
 
+# Columns whose meaning in one file differs from COLUMNS.
+FILE_COLUMNS = {
+    "false_positive_shift.csv": {"delta": "false_positives - false_positives_off (images per run, not a fraction)"},
+}
+
+
 def readme(report: Report, names: list[str]) -> str:
     """README.txt: what each file holds and what each column means. Plain text, no data strings in it."""
     lines = ["classaudit report", "", "Files:", ""]
@@ -153,10 +162,12 @@ def readme(report: Report, names: list[str]) -> str:
         lines.append(f"{name}: {FILES.get(name, 'this file')}")
         if name in report.tables:
             for column in report.tables[name].columns:
-                lines.append(f"    {column}: {COLUMNS.get(column, '')}")
+                meaning = FILE_COLUMNS.get(name, {}).get(column, COLUMNS.get(column, ""))
+                lines.append(f"    {column}: {meaning}")
         lines.append("")
     lines += [
-        "Numbers are fractions (0.01 = 1 percentage point) written to 6 significant digits; an empty cell is a",
+        "Accuracies, rates and their changes are fractions (0.01 = 1 percentage point); counts are numbers of",
+        "images. Numbers are written to 6 significant digits; an empty cell is a",
         "value that does not exist (e.g. an interval with one seed). Class names are written as they are, quoted",
         "by the CSV rules when they contain commas or quotes.",
         "",

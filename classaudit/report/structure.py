@@ -260,7 +260,7 @@ def _headline(c: Computed, r: str, at_chosen: pd.DataFrame) -> Headline:
     chosen = c.chosen[c.chosen["regularizer"] == r].iloc[0]
     rows = at_chosen[at_chosen["regularizer"] == r].sort_values(["delta", "class_id"])
     harmed = rows[rows["harmed"].astype(bool)]
-    overall = c.overall[c.overall["regularizer"] == r]
+    overall = c.overall_shared[c.overall_shared["regularizer"] == r]
     off_row = overall[overall["is_off"].astype(bool)].iloc[0]
     chosen_row = overall[np.isclose(overall["strength"], chosen["chosen_strength"], rtol=1e-9, atol=0)].iloc[0]
     axis = c.difference[c.difference["regularizer"] == r]
@@ -302,7 +302,7 @@ def _strength_lines(c: Computed) -> tuple[StrengthLine, ...]:
     friedman = _friedman_p(c)
     lines = []
     for r in c.regularizers:
-        overall = c.overall[c.overall["regularizer"] == r]
+        overall = c.overall_shared[c.overall_shared["regularizer"] == r]
         off_mean = float(overall.loc[overall["is_off"].astype(bool), "mean"].iloc[0])
         axis = c.difference[c.difference["regularizer"] == r]
         for s in c.order[r][1:]:
