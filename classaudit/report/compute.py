@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from classaudit import analysis, store
@@ -84,7 +83,7 @@ class Computed:
         return float(row["chosen_strength"].iloc[0])
 
     def chosen_is_off(self, regularizer: str) -> bool:
-        return bool(np.isclose(self.chosen_strength(regularizer), self.off[regularizer], rtol=1e-9, atol=0))
+        return bool(analysis._same(self.chosen_strength(regularizer), self.off[regularizer]))
 
 
 def load(results: Any) -> Inputs:
@@ -182,7 +181,7 @@ def _focus(chosen: float, off: float, order: list[float]) -> float | None:
     outwards), so a sweep whose regularizer validation keeps off still shows where its harm goes. Fixed in advance
     rather than the strength with the most harmed classes: picking that on the test results would favour the
     strength with the most false flags."""
-    if not np.isclose(chosen, off, rtol=1e-9, atol=0):
+    if not analysis._same(chosen, off):
         return chosen
     return order[-1] if len(order) > 1 else None
 

@@ -97,6 +97,11 @@ COLUMNS = {
     "problem": "the error, for a failed or damaged run",
 }
 
+# Columns whose meaning in one file differs from COLUMNS.
+FILE_COLUMNS = {
+    "false_positive_shift.csv": {"delta": "false_positives - false_positives_off (images per run, not a fraction)"},
+}
+
 FILES = {
     "index.html": "the report (self-contained: open it in a browser)",
     "summary.md": "two Markdown tables (for a README, a paper draft, a pull request): the headline per "
@@ -147,12 +152,6 @@ def csv_text(frame: pd.DataFrame) -> str:
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
     return buffer.getvalue()
-
-
-# Columns whose meaning in one file differs from COLUMNS.
-FILE_COLUMNS = {
-    "false_positive_shift.csv": {"delta": "false_positives - false_positives_off (images per run, not a fraction)"},
-}
 
 
 def readme(report: Report, names: list[str]) -> str:
