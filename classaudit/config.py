@@ -41,10 +41,15 @@ NAME_ALLOWED = "1-64 letters, digits, '_', '.', '-', starting with a letter or d
 # Field specifications: one small table per section, so the rules are readable in one place.
 
 
+# The default of a field added after runs were stored: left out of the study when not given, so the resolved
+# config, and with it every existing run id, stays what it was.
+ABSENT = "<absent>"
+
+
 @dataclass(frozen=True)
 class Spec:
     kind: type | tuple[type, ...]
-    default: Any = None  # None means required
+    default: Any = None  # None means required; ABSENT means optional and left out when not given
     check: Callable[[Any], bool] | None = None
     allowed: str = ""
 
@@ -89,6 +94,10 @@ DATASET_FIELDS = {
     "name": Spec(str),
     "val_fraction": _float(0.0, 0.9, 0.1),
     "split_seed": _int(0, default=0),
+    # Data-limited training: a stratified subset of the training images left after the validation split, which
+    # then may have its own size. Both are drawn with split_seed (data.split_train_val).
+    "n_train_per_class": _int(1, default=ABSENT),
+    "n_val_per_class": _int(1, default=ABSENT),
     "options": Spec(dict, {}),
 }
 DATASET_OPTIONS: dict[str, dict[str, Spec]] = {
@@ -267,6 +276,13 @@ def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:
     train = _section(raw, "train", TRAIN_FIELDS, path, problems)
 
     seeds = _seeds(study.get("seeds"), path, problems)
+    if dataset.get("n_val_per_class", ABSENT) is not ABSENT:  # given and valid
+        given = raw["dataset"]
+        if "val_fraction" in given:
+            problems.append(f"{path}: field 'dataset.n_val_per_class': value {_show(given['n_val_per_class'])} is "
+                            f"given with dataset.val_fraction = {_show(given['val_fraction'])}; give one of them "
+                            "(a count of validation images per class, or a fraction of each class)")
+        del dataset["val_fraction"]  # the count decides; a default fraction in the run's config would mislead
     if isinstance(dataset.get("name"), str):
         dataset["options"] = _options(dataset, "dataset", DATASET_OPTIONS, path, problems)
     if isinstance(model.get("name"), str):
@@ -355,6 +371,8 @@ def _fields(table: Any, fields: Mapping[str, Spec], path: str, prefix: str, prob
     for key, spec in fields.items():
         where = f"{path}: field '{prefix}{key}'"
         if key not in table:
+            if spec.default is ABSENT:
+                continue
             if spec.default is None:
                 problems.append(f"{where}: missing; expected {_kind_text(spec)}")
             out[key] = spec.default
@@ -365,7 +383,7 @@ def _fields(table: Any, fields: Mapping[str, Spec], path: str, prefix: str, prob
 
 def _section(raw: Mapping[str, Any], name: str, fields: Mapping[str, Spec], path: str, problems: list[str]):
     if name not in raw:
-        return {k: s.default for k, s in fields.items()}
+        return {k: s.default for k, s in fields.items() if s.default is not ABSENT}
     return _fields(raw[name], fields, path, f"{name}.", problems)
 
 

@@ -2,7 +2,9 @@
 
 Three sources: the embedded `shapes` set (generated, no download), torchvision's data sets (downloaded into a
 data folder on users' machines), and an image folder (train/<class>/*, test/<class>/*) decoded once and cached.
-A validation split, stratified by class and seeded, is held out from train to choose strengths.
+A validation split, stratified by class and seeded, is held out from train to choose strengths. Data-limited
+training takes a stratified, seeded subset of the training images left after it (`n_train_per_class`), so a
+small training set still gets a large, fixed validation split (`n_val_per_class`).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def load_dataset(spec: Mapping[str, Any], data_dir: str | Path | None = None, do
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     name, options = spec["name"], dict(spec.get("options", {}))
     (train_x, train_y), (test_x, test_y), classes = _load_arrays(name, options, data_dir, download)
-    tr, va = stratified_split(train_y, spec.get("val_fraction", 0.1), spec.get("split_seed", 0))
+    tr, va = split_train_val(train_y, spec, classes)
     t = torch.from_numpy
     return Dataset(
         name, tuple(classes),
@@ -79,6 +81,54 @@ def load_dataset(spec: Mapping[str, Any], data_dir: str | Path | None = None, do
         t(np.ascontiguousarray(train_x[va])), t(train_y[va]),
         t(np.ascontiguousarray(test_x)), t(test_y),
     )
+
+
+def split_train_val(labels: np.ndarray, spec: Mapping[str, Any], classes) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of the training images a `dataset` section asks for.
+
+    The validation images are drawn first (`n_val_per_class` of each class, else `val_fraction` of it), so the
+    validation split does not depend on `n_train_per_class`; the training images are then `n_train_per_class` of
+    each class's images left over (all of them when not given), and growing it only adds images. Both draws
+    come from one permutation seeded by `split_seed`, never by the run's seed: every run of a study trains and
+    chooses on the same images.
+    """
+    counts = np.bincount(labels, minlength=len(classes))
+    n_val, n_train = spec.get("n_val_per_class"), spec.get("n_train_per_class")
+    if n_val is not None and (counts <= n_val).any():  # every class must keep training images
+        k = int(np.argmin(counts))
+        raise UsageError(f"dataset.n_val_per_class: value {n_val} is not allowed: class \"{classes[k]}\" has "
+                         f"{counts[k]:,} training images and must keep some to train on; allowed: 1 to "
+                         f"{counts[k] - 1:,}")
+    val_counts = np.full(len(counts), n_val) if n_val is not None else np.rint(counts * spec.get("val_fraction", 0.1))
+    left = counts - val_counts.astype(int)
+    if n_train is not None and (left < n_train).any():
+        k = int(np.argmin(left))
+        held = f"after its {int(val_counts[k]):,} validation images" if val_counts[k] else "(no validation split)"
+        raise UsageError(f"dataset.n_train_per_class: value {n_train} is more than class \"{classes[k]}\" has: "
+                         f"{left[k]:,} training images left {held}; allowed: 1 to {left[k]:,}")
+    return stratified_split(labels, val_counts, spec.get("split_seed", 0), n_train)
+
+
+def stratified_split(labels: np.ndarray, val: float | np.ndarray, seed: int,
+                     n_train_per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): `val` is a fraction (round(fraction * n_k) images of each class k go to val) or an
+    array of per-class counts; then up to `n_train_per_class` of each class's remaining images (all when None)
+    go to train, in the same random order, so a larger training subset contains every smaller one."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels)
+    n_val = (np.rint(counts * val) if np.ndim(val) == 0 else np.asarray(val)[:len(counts)]).astype(int)
+    if n_train_per_class is None and not n_val.any():
+        return np.arange(len(labels)), np.arange(0)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    order = order[np.argsort(labels[order], kind="stable")]  # grouped by class, random within each class
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(labels)) - np.repeat(starts, counts)  # position within the class
+    is_val = rank < np.repeat(n_val, counts)
+    is_train = ~is_val
+    if n_train_per_class is not None:
+        is_train &= rank < np.repeat(n_val, counts) + n_train_per_class
+    return np.sort(order[is_train]), np.sort(order[is_val])
 
 
 def _load_arrays(name: str, options: dict, data_dir: Path, download: bool):
@@ -91,22 +141,6 @@ def _load_arrays(name: str, options: dict, data_dir: Path, download: bool):
     if name == "imagefolder":
         return load_image_folder(options["root"], options.get("size", 0), data_dir)
     return _load_torchvision(name, data_dir, download)
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val): round(fraction * n_k) random images of each class k go to val."""
-    labels = np.asarray(labels)
-    if fraction <= 0:
-        return np.arange(len(labels)), np.arange(0)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(labels))
-    order = order[np.argsort(labels[order], kind="stable")]  # grouped by class, random within each class
-    counts = np.bincount(labels)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.arange(len(labels)) - np.repeat(starts, counts)  # position within the class
-    n_val = np.rint(counts * fraction).astype(int)
-    is_val = rank < np.repeat(n_val, counts)
-    return np.sort(order[~is_val]), np.sort(order[is_val])
 
 
 # ----------------------------------------------------------------------------------------------------------

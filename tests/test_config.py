@@ -13,6 +13,7 @@ from classaudit.errors import UsageError
 from tests.conftest import TINY_STUDY
 
 BASE = tomllib.loads(TINY_STUDY)
+PINNED_TINY_OFF_RUN_ID = "144f75e1dcd660a0"  # the tiny study's first run, as every version since 0.1 names it
 
 
 def study_with(**changes):
@@ -112,6 +113,19 @@ def error_of(raw) -> str:
      "least one strength other than 1 to sweep crop"),
     ({"dataset.val_fraction": 1.5},
      "s.toml: field 'dataset.val_fraction': value 1.5 is not allowed; expected a number with 0 <= x <= 0.9"),
+    ({"dataset.n_train_per_class": -5},
+     "s.toml: field 'dataset.n_train_per_class': value -5 is not allowed; expected an integer >= 1"),
+    ({"dataset.n_train_per_class": 0},
+     "s.toml: field 'dataset.n_train_per_class': value 0 is not allowed; expected an integer >= 1"),
+    ({"dataset.n_train_per_class": 50.5},
+     "s.toml: field 'dataset.n_train_per_class': value 50.5 has the wrong type; expected an integer >= 1"),
+    ({"dataset.n_val_per_class": "all"},
+     "s.toml: field 'dataset.n_val_per_class': value \"all\" has the wrong type; expected an integer >= 1"),
+    ({"dataset.n_val_per_class": 0},
+     "s.toml: field 'dataset.n_val_per_class': value 0 is not allowed; expected an integer >= 1"),
+    ({"dataset.n_val_per_class": 100},
+     "s.toml: field 'dataset.n_val_per_class': value 100 is given with dataset.val_fraction = 0.2; give one of "
+     "them (a count of validation images per class, or a fraction of each class)"),
 ])
 def test_bad_field_gives_one_exact_message(changes, message):
     got = error_of(study_with(**changes))
@@ -240,7 +254,7 @@ def test_the_gpu_studies_name_the_override_that_gives_the_cpu_recipe():
     readme = (root / "README.md").read_text()
     block = readme[readme.index("classaudit sweep studies/cifar10_crop.toml --set"):]
     sources = {path.name: path.read_text() for path in (root / "studies").glob("cifar10_*.toml")
-               if path.name != "cifar10_cpu.toml"}
+               if path.name != "cifar10_cpu.toml" and not path.name.startswith("cifar10_paper")}
     sources["README.md"] = block[:block.index("```")]
     assert len(sources) == 6
 
@@ -254,3 +268,18 @@ def test_the_gpu_studies_name_the_override_that_gives_the_cpu_recipe():
         assert recipe(study) == recipe(cpu), name
     everything = load_study(root / "studies" / "cifar10_all.toml")
     assert (everything.axes, everything.seeds) == (cpu.axes, cpu.seeds)  # the same grids and seeds
+
+
+def test_data_limited_fields_reach_the_run_config_and_leave_old_run_ids_alone():
+    plain = expand(parse_study(BASE, "s.toml"))
+    raw = study_with(**{"dataset.n_train_per_class": 40, "dataset.n_val_per_class": 20,
+                        "dataset.val_fraction": _DELETE})
+    limited = expand(parse_study(raw, "s.toml"))
+    dataset = limited[0].config["dataset"]
+    assert dataset["n_train_per_class"] == 40 and dataset["n_val_per_class"] == 20
+    assert "val_fraction" not in dataset  # the count decides; no unused fraction in the run's config
+    assert "n_train_per_class" not in plain[0].config["dataset"]
+    assert {r.run_id for r in limited}.isdisjoint(r.run_id for r in plain)
+    # Fields that are not given are left out of the resolved config: the ids are those of before the fields
+    # existed (this one is pinned from a results folder written then).
+    assert plain[0].run_id == PINNED_TINY_OFF_RUN_ID

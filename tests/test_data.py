@@ -171,3 +171,99 @@ def test_non_utf8_class_folder_names_are_kept_readable(tmp_path):
                         data_dir=tmp_path)
     assert data.class_names == ("caf\ufffd", "ok")
     data.class_names[0].encode("utf-8")  # safe to store as JSON and show in a report
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data-limited training: n_train_per_class and n_val_per_class, on every kind of data set.
+
+
+def _shapes_spec(**fields):
+    return {"name": "shapes", "split_seed": 0,
+            "options": {"n_train_per_class": 30, "n_test_per_class": 4, "size": 16, "seed": 0}, **fields}
+
+
+def test_n_train_and_n_val_per_class_are_stratified_disjoint_and_nested():
+    data = load_dataset(_shapes_spec(n_train_per_class=7, n_val_per_class=10))
+    assert torch.bincount(data.train_y).tolist() == [7] * 10
+    assert torch.bincount(data.val_y).tolist() == [10] * 10
+    full = load_dataset(_shapes_spec())
+    flat = {tuple(x.flatten().tolist()) for x in full.train_x}
+    val_flat = {tuple(x.flatten().tolist()) for x in data.val_x}
+    train_flat = {tuple(x.flatten().tolist()) for x in data.train_x}
+    assert not train_flat & val_flat  # no image in both
+    # The validation split does not depend on the training subset's size, and a larger subset holds the smaller.
+    bigger = load_dataset(_shapes_spec(n_train_per_class=12, n_val_per_class=10))
+    assert torch.equal(bigger.val_x, data.val_x)
+    assert train_flat < {tuple(x.flatten().tolist()) for x in bigger.train_x}
+    # With the default fraction (10% of each class to validation) the subset comes from the other 90%.
+    frac = load_dataset(_shapes_spec(n_train_per_class=5))
+    assert torch.bincount(frac.train_y).tolist() == [5] * 10 and torch.bincount(frac.val_y).tolist() == [3] * 10
+    assert torch.equal(frac.val_x, full.val_x)
+    assert len(flat) == len(full.train_x)
+
+
+def test_data_limited_splits_are_deterministic_and_follow_split_seed():
+    a = load_dataset(_shapes_spec(n_train_per_class=5, n_val_per_class=6))
+    b = load_dataset(_shapes_spec(n_train_per_class=5, n_val_per_class=6))
+    c = load_dataset(_shapes_spec(n_train_per_class=5, n_val_per_class=6, split_seed=1))
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.val_x, b.val_x) and torch.equal(a.val_y, b.val_y)
+    assert not torch.equal(a.train_x, c.train_x) and not torch.equal(a.val_x, c.val_x)
+
+
+def test_without_the_new_fields_the_split_is_the_old_one():
+    # Committed results were trained on these exact images: the old rule (round(fraction * n_k) per class from
+    # one permutation seeded by split_seed) must give the same indices.
+    labels = np.random.default_rng(5).integers(0, 7, 300)
+    tr, va = stratified_split(labels, 0.15, seed=3)
+    rng = np.random.default_rng(3)
+    order = rng.permutation(len(labels))
+    order = order[np.argsort(labels[order], kind="stable")]
+    counts = np.bincount(labels)
+    rank = np.arange(len(labels)) - np.repeat(np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    is_val = rank < np.repeat(np.rint(counts * 0.15).astype(int), counts)
+    assert np.array_equal(va, np.sort(order[is_val])) and np.array_equal(tr, np.sort(order[~is_val]))
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"n_train_per_class": 28},
+     "dataset.n_train_per_class: value 28 is more than class \"red\" has: 27 training images left after its 3 "
+     "validation images; allowed: 1 to 27"),
+    ({"n_train_per_class": 25, "n_val_per_class": 10},
+     "dataset.n_train_per_class: value 25 is more than class \"red\" has: 20 training images left after its 10 "
+     "validation images; allowed: 1 to 20"),
+    ({"n_train_per_class": 31, "val_fraction": 0.0},
+     "dataset.n_train_per_class: value 31 is more than class \"red\" has: 30 training images left (no validation "
+     "split); allowed: 1 to 30"),
+    ({"n_val_per_class": 30},
+     "dataset.n_val_per_class: value 30 is not allowed: class \"red\" has 30 training images and must keep some "
+     "to train on; allowed: 1 to 29"),
+])
+def test_more_images_than_a_class_has_is_one_clear_message(fields, message):
+    with pytest.raises(UsageError) as info:
+        load_dataset(_shapes_spec(**fields))
+    assert str(info.value) == message
+
+
+def test_data_limited_image_folder(tmp_path):
+    make_folder(tmp_path / "imgs", ["a", "b", "c"], per_class=6)
+    spec = {"name": "imagefolder", "n_train_per_class": 2, "n_val_per_class": 3,
+            "options": {"root": str(tmp_path / "imgs")}}
+    data = load_dataset(spec, data_dir=tmp_path)
+    assert torch.bincount(data.train_y).tolist() == [2, 2, 2] and torch.bincount(data.val_y).tolist() == [3, 3, 3]
+    assert data.test_x.shape[0] == 18  # the test split is never subsampled
+    spec["n_train_per_class"] = 4
+    with pytest.raises(UsageError, match=r"value 4 is more than class \"a\" has: 3 training images left"):
+        load_dataset(spec, data_dir=tmp_path)
+
+
+def test_data_limited_torchvision_dataset(tmp_path, monkeypatch):
+    # torchvision's data sets go through the same split; a stand-in for the download keeps this offline.
+    from classaudit import data as data_module
+
+    rng = np.random.default_rng(0)
+    fake = ((rng.integers(0, 255, (40, 3, 8, 8), dtype=np.uint8), np.repeat(np.arange(4), 10)),
+            (rng.integers(0, 255, (8, 3, 8, 8), dtype=np.uint8), np.repeat(np.arange(4), 2)),
+            ["w", "x", "y", "z"])
+    monkeypatch.setattr(data_module, "_load_torchvision", lambda name, data_dir, download: fake)
+    data = load_dataset({"name": "cifar10", "n_train_per_class": 3, "n_val_per_class": 5}, data_dir=tmp_path)
+    assert torch.bincount(data.train_y).tolist() == [3] * 4 and torch.bincount(data.val_y).tolist() == [5] * 4
