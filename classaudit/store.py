@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from classaudit.analysis.schema import PREDICTIONS_COLUMNS, RESULTS_COLUMNS, SPLITS
 from classaudit.errors import UsageError
 from classaudit.result import RunResult
 
 FORMAT = 1
-SPLITS = ("val", "test")
 
 
 def _canonical(obj: Any) -> bytes:
@@ -398,10 +398,8 @@ def status(path: str | Path | Snapshot) -> Status:
 # ----------------------------------------------------------------------------------------------------------
 # Loading tidy frames.
 
-RESULT_COLUMNS = ["study", "run_id", "regularizer", "strength", "is_off", "seed", "split", "class_id",
-                  "class_name", "n", "correct", "accuracy"]
-PREDICTION_COLUMNS = ["study", "run_id", "regularizer", "strength", "is_off", "seed", "split", "index",
-                      "label", "pred", "p_true"]
+RESULT_COLUMNS = list(RESULTS_COLUMNS)
+PREDICTION_COLUMNS = list(PREDICTIONS_COLUMNS)
 
 
 def _memberships(path: str | Path | Snapshot, strict: bool) -> tuple[ResultsFolder, dict, dict[str, dict]]:

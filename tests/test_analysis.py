@@ -20,6 +20,7 @@ from scipy import stats
 from sklearn.metrics import recall_score
 
 from classaudit import analysis as ca
+from classaudit.analysis.schema import RESULTS_NEEDED
 from classaudit.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -496,8 +497,16 @@ def test_importing_analysis_does_not_import_torch():
 
 
 def test_docstring_examples_run():
-    failed, attempted = doctest.testmod(ca, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert attempted > 0 and failed == 0
+    import importlib
+    import pkgutil
+
+    attempted = 0
+    for module in pkgutil.iter_modules(ca.__path__):
+        result = doctest.testmod(importlib.import_module(f"{ca.__name__}.{module.name}"),
+                                 optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module.name
+        attempted += result.attempted
+    assert attempted >= 10
 
 
 # ---------------------------------------------------------------- error messages
@@ -568,7 +577,7 @@ def test_missing_split_and_columns(literal):
     results, _ = literal
     with raises(ca.SPLIT_MISSING.format(frame="results", split="train", present=["test", "val"])):
         ca.by_class(results, split="train")
-    with raises(ca.MISSING_COLUMNS.format(frame="results", missing=["accuracy"], needed=list(ca._RESULTS_NEEDED))):
+    with raises(ca.MISSING_COLUMNS.format(frame="results", missing=["accuracy"], needed=list(RESULTS_NEEDED))):
         ca.overall(results.drop(columns="accuracy"))
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 
 from classaudit import analysis, store
+from classaudit.analysis.points import shared_seeds
+from classaudit.analysis.schema import same_strength
 from classaudit.errors import UsageError
 
 # Rows of the "where did the predictions go" section: absorbers kept per harmed class.
@@ -83,7 +85,7 @@ class Computed:
         return float(row["chosen_strength"].iloc[0])
 
     def chosen_is_off(self, regularizer: str) -> bool:
-        return bool(analysis._same(self.chosen_strength(regularizer), self.off[regularizer]))
+        return bool(same_strength(self.chosen_strength(regularizer), self.off[regularizer]))
 
 
 def load(results: Any) -> Inputs:
@@ -131,7 +133,7 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
     at_chosen = dict(zip(chosen["regularizer"], chosen["chosen_strength"]))
     by_class = analysis.by_class(results, confidence=confidence)
     overall = analysis.overall(results)
-    overall_shared = analysis.overall(analysis._shared_seeds(results))
+    overall_shared = analysis.overall(shared_seeds(results))
     overall_val = analysis.overall(results, split="val") if select_on == "val" else None
     # "all" is every non-off strength; an axis with only its off point so far adds no rows.
     difference = analysis.difference(results, strength="all", alpha=alpha, min_effect=min_effect,
@@ -181,7 +183,7 @@ def _focus(chosen: float, off: float, order: list[float]) -> float | None:
     outwards), so a sweep whose regularizer validation keeps off still shows where its harm goes. Fixed in advance
     rather than the strength with the most harmed classes: picking that on the test results would favour the
     strength with the most false flags."""
-    if not analysis._same(chosen, off):
+    if not same_strength(chosen, off):
         return chosen
     return order[-1] if len(order) > 1 else None
 

@@ -27,7 +27,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from classaudit.analysis import _same  # strength equality, as the analysis tests it
+from classaudit.analysis.schema import same_strength
 from classaudit.report import formatters as fmt
 
 HARMED = "#c0392b"
@@ -285,7 +285,7 @@ def tradeoff(overall: pd.DataFrame, orders: dict[str, list[float]], chosen: dict
                 label = fmt.strength(row.strength) + (" off" if row.position == 0 else "")
                 ax.annotate(label, (row.mean, row.group_min), textcoords="offset points", xytext=(5, 4),
                             fontsize=7.5, color=palette[r])
-            pick = rows[_same(rows["strength"], chosen[r])]
+            pick = rows[same_strength(rows["strength"], chosen[r])]
             ax.scatter(pick["mean"], pick["group_min"], marker="*", s=160, color=palette[r], edgecolors="black",
                        linewidths=0.6, zorder=5)
         ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from classaudit import shapes
-from classaudit.analysis import _same  # strength equality, as the analysis tests it
+from classaudit.analysis.schema import same_strength
 from classaudit.report import figures
 from classaudit.report import formatters as fmt
 from classaudit.report.compute import Computed
@@ -240,7 +240,7 @@ def _at_chosen(c: Computed) -> pd.DataFrame:
         return c.difference
     chosen = dict(zip(c.chosen["regularizer"], c.chosen["chosen_strength"]))
     target = c.difference["regularizer"].map(chosen).astype(float)
-    return c.difference[_same(c.difference["strength"], target)]
+    return c.difference[same_strength(c.difference["strength"], target)]
 
 
 def _at_focus(c: Computed) -> pd.DataFrame:
@@ -249,7 +249,7 @@ def _at_focus(c: Computed) -> pd.DataFrame:
     if not len(c.difference) or not focus:
         return c.difference.iloc[0:0]
     target = c.difference["regularizer"].map(focus).astype(float)
-    return c.difference[_same(c.difference["strength"], target)]
+    return c.difference[same_strength(c.difference["strength"], target)]
 
 
 def _change(row) -> ClassChange:
@@ -263,7 +263,7 @@ def _headline(c: Computed, r: str, at_chosen: pd.DataFrame) -> Headline:
     harmed = rows[rows["harmed"].astype(bool)]
     overall = c.overall_shared[c.overall_shared["regularizer"] == r]
     off_row = overall[overall["is_off"].astype(bool)].iloc[0]
-    chosen_row = overall[_same(overall["strength"], chosen["chosen_strength"])].iloc[0]
+    chosen_row = overall[same_strength(overall["strength"], chosen["chosen_strength"])].iloc[0]
     axis = c.difference[c.difference["regularizer"] == r]
     drop = next(axis.sort_values(["delta", "class_id"]).itertuples(index=False), None) if len(axis) else None
     seeds = ""
@@ -307,12 +307,12 @@ def _strength_lines(c: Computed) -> tuple[StrengthLine, ...]:
         off_mean = float(overall.loc[overall["is_off"].astype(bool), "mean"].iloc[0])
         axis = c.difference[c.difference["regularizer"] == r]
         for s in c.order[r][1:]:
-            row = overall[_same(overall["strength"], s)]
+            row = overall[same_strength(overall["strength"], s)]
             if not len(row):
                 continue
-            rows = axis[_same(axis["strength"], s)].sort_values(["delta", "class_id"])
+            rows = axis[same_strength(axis["strength"], s)].sort_values(["delta", "class_id"])
             lines.append(StrengthLine(
-                regularizer=r, strength=float(s), chosen=bool(_same(s, chosen[r])),
+                regularizer=r, strength=float(s), chosen=bool(same_strength(s, chosen[r])),
                 accuracy=float(row["mean"].iloc[0]), change=float(row["mean"].iloc[0]) - off_mean,
                 n_classes=int(row["n_classes"].iloc[0]),
                 harmed=tuple(_change(x) for x in rows[rows["harmed"].astype(bool)].itertuples(index=False)),
@@ -376,7 +376,7 @@ def _harmed_table(c: Computed) -> Table:
     friedman = _friedman_p(c)
     rows, marks = [], []
     for row in h.itertuples(index=False):
-        is_chosen = bool(_same(row.strength, chosen.get(row.regularizer, np.nan)))
+        is_chosen = bool(same_strength(row.strength, chosen.get(row.regularizer, np.nan)))
         rows.append((row.regularizer, row.strength, "chosen" if is_chosen else "", row.n_harmed, row.n_helped,
                      row.worst_class_name, row.worst_class_delta,
                      friedman.get((row.regularizer, float(row.strength)), float("nan"))))
@@ -415,7 +415,7 @@ def _tradeoff_table(c: Computed) -> Table:
     for r in c.regularizers:
         g = c.overall[c.overall["regularizer"] == r]
         for s in c.order[r]:
-            row = g[_same(g["strength"], s)].iloc[0]
+            row = g[same_strength(g["strength"], s)].iloc[0]
             rows.append((r, s, "off" if row["is_off"] else "", int(row["n_seeds"]), row["mean"], row["std"],
                          c.class_names.get(int(row["worst_class_id"]), ""), row["group_min"], row["worst_k_mean"],
                          row["spread"]))
@@ -462,7 +462,7 @@ def _lookup(series: pd.Series, key: tuple) -> float:
     except KeyError:
         return float("nan")
     strengths = part.index.get_level_values(0)
-    hit = part[_same(strengths.astype(float), s) & (part.index.get_level_values(1) == k)]
+    hit = part[same_strength(strengths.astype(float), s) & (part.index.get_level_values(1) == k)]
     return float(hit.iloc[0]) if len(hit) else float("nan")
 
 
