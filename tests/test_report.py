@@ -25,7 +25,8 @@ import pytest
 from classaudit import analysis as ca
 from classaudit import shapes, store
 from classaudit.errors import UsageError
-from classaudit.report import build_report, formatters, render, write_report
+from classaudit import formatters
+from classaudit.report import build_report, render, write_report
 from classaudit.report import write as report_write
 from classaudit.result import RunResult, SplitPredictions
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from classaudit.report import formatters
+from classaudit import formatters
 from classaudit.report.structure import Report
 
 FLOAT_FORMAT = "%.6g"

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from classaudit import shapes
+from classaudit.analysis import plot
 from classaudit.analysis.schema import same_strength
 from classaudit.report import figures
-from classaudit.report import formatters as fmt
+from classaudit import formatters as fmt
 from classaudit.report.compute import Computed
 
 # How much the page shows; the CSV files always hold everything.
@@ -214,8 +215,9 @@ def build(computed: Computed, *, title: str | None = None) -> Report:
             caption="Each point is one strength, its mean class accuracy against the accuracy of its worst class "
                     "(both on test, seed means). A strength that moves right and down buys average accuracy with "
                     "the worst class.",
-            svg=figures.tradeoff(c.overall, c.order, dict(zip(c.chosen["regularizer"], c.chosen["chosen_strength"])),
-                                 "fig-tradeoff")),
+            svg=figures.svg(plot.trade_off(c.overall, c.order,
+                                           dict(zip(c.chosen["regularizer"], c.chosen["chosen_strength"]))),
+                            "fig-tradeoff")),
         tradeoff_table=_tradeoff_table(c),
         details=details,
         details_omitted=omitted,
@@ -353,8 +355,8 @@ def _accuracy_figure(c: Computed, r: str, at_chosen: pd.DataFrame, i: int) -> Fi
         caption=f"Test accuracy of {shown}, mean over seeds with its {c.confidence:.0%} interval (band), against "
                 "strength. Dashed: the class's accuracy with the regularizer off; dotted: the chosen strength; red: "
                 "harmed at the chosen strength.",
-        svg=figures.accuracy_panels(c.by_class[c.by_class["regularizer"] == r], c.order[r], c.chosen_strength(r),
-                                    classes, harmed, f"fig-acc{i}"))
+        svg=figures.svg(plot.class_curves(c.by_class[c.by_class["regularizer"] == r], c.order[r],
+                                          c.chosen_strength(r), classes, harmed), f"fig-acc{i}"))
 
 
 def _heatmap(c: Computed) -> Figure | None:
@@ -366,8 +368,8 @@ def _heatmap(c: Computed) -> Figure | None:
                 "boxed cells are harmed (q < alpha and a drop larger than min_effect; q is corrected across the "
                 "classes of each strength, not across strengths, and every strength is compared with the same off "
                 "runs, so neighbouring strengths' changes are not independent evidence).",
-        svg=figures.change_heatmap(c.difference, {r: c.order[r] for r in c.regularizers}, c.class_names,
-                                   "fig-heat"))
+        svg=figures.svg(plot.change_map(c.difference, {r: c.order[r] for r in c.regularizers}, c.class_names),
+                        "fig-heat"))
 
 
 def _harmed_table(c: Computed) -> Table:
@@ -394,8 +396,8 @@ def _change_figure(c: Computed, r: str, at_chosen: pd.DataFrame, i: int) -> Figu
         title=f"{r} at {fmt.strength(s)}",
         caption=f"Change of each class's test accuracy at the chosen strength {fmt.strength(s)} against off "
                 f"{fmt.strength(c.off[r])}, most harmed first; whiskers: {c.confidence:.0%} interval.",
-        svg=figures.sorted_change(rows, f"{r}: chosen strength {fmt.strength(s)} against off {fmt.strength(c.off[r])}",
-                                  f"fig-bars{i}"))
+        svg=figures.svg(plot.sorted_change(rows, f"{r}: chosen strength {fmt.strength(s)} against off "
+                                                 f"{fmt.strength(c.off[r])}"), f"fig-bars{i}"))
 
 
 def _regret_table(c: Computed) -> Table:
