@@ -21,6 +21,7 @@ _EXPORTS = {
     "load_predictions": "classaudit.store",
     "load_runs": "classaudit.store",
     "train_one": "classaudit.train",
+    "Audit": "classaudit.analysis",
     "by_class": "classaudit.analysis",
     "overall": "classaudit.analysis",
     "choose_strength": "classaudit.analysis",

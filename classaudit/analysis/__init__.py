@@ -20,12 +20,14 @@ The package, one concern a module, each importing only those above it:
     change        difference, harmed_fraction, class_dependence, regret
     confusion     confusion_shift, absorbers, false_positive_shift, churn
     ingest        from_predictions
+    plot          the figures, as matplotlib Figures (imported when first drawn: matplotlib is slow to load)
     audit         Audit: the same analyses behind one object, options set once, tables cached
 """
 
 from __future__ import annotations
 
 from classaudit.analysis.accuracy import by_class, overall
+from classaudit.analysis.audit import Audit
 from classaudit.analysis.change import class_dependence, difference, harmed_fraction, regret
 from classaudit.analysis.checks import *  # noqa: F403  the messages, which tests compare exactly
 from classaudit.analysis.checks import AnalysisError
@@ -35,6 +37,7 @@ from classaudit.analysis.points import choose_strength
 
 __all__ = [
     "AnalysisError",
+    "Audit",
     "absorbers",
     "by_class",
     "choose_strength",

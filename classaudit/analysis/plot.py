@@ -258,3 +258,28 @@ def trade_off(overall: pd.DataFrame, orders: dict[str, list[float]], chosen: dic
         ax.legend(title=None, loc="best", frameon=True)
         ax.set_title("each point a strength; star: the chosen strength", loc="left")
     return fig
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Where the lost predictions went.
+
+def absorbers(rows: pd.DataFrame, title: str) -> Figure:
+    """Horizontal bars, one per (class, absorbing class) of an absorbers table: the growth of the confusion rate
+    class -> absorber in points, grouped by class, the class that lost most first."""
+    rows = rows.assign(order=rows.groupby("class_id")["delta"].transform("sum"))
+    rows = rows.sort_values(["order", "class_id", "rank"], ascending=[False, True, True]).reset_index(drop=True)
+    labels = [f"{_short(str(a))} \u2192 {_short(str(b))}" for a, b in zip(rows["class_name"], rows["predicted_name"])]
+    k = len(rows)
+    left, right, top, bottom = _label_width(labels, 7.5) + 0.2, 0.2, 0.35, 0.55
+    with _figure(left + right + 4.5, max(1.8, 0.18 * k + top + bottom), constrained=False) as fig:
+        ax = fig.subplots()
+        _margins(fig, left=left, right=right, top=top, bottom=bottom)
+        y = np.arange(k)
+        ax.barh(y, rows["delta"].to_numpy(float) * 100, color=HARMED, height=0.7)
+        ax.set_yticks(y)
+        ax.set_yticklabels(labels)
+        ax.set_ylim(k - 0.5, -0.5)
+        ax.set_xlabel("growth of the confusion rate against off (points of the class's images)")
+        ax.set_title(title, loc="left")
+        ax.grid(axis="y", visible=False)
+    return fig

@@ -8,6 +8,7 @@ off are tested at every strength so the heatmap and the headline share one table
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +16,15 @@ from typing import Any
 
 import pandas as pd
 
-from classaudit import analysis, store
-from classaudit.analysis.points import shared_seeds
+from classaudit import store
+from classaudit.analysis import Audit, change
 from classaudit.analysis.schema import same_strength
 from classaudit.errors import UsageError
 
 # Rows of the "where did the predictions go" section: absorbers kept per harmed class.
 TOP_ABSORBERS = 3
-# The columns of the predictions frame the analysis reads.
-PREDICTION_COLUMNS = ("regularizer", "strength", "is_off", "seed", "split", "index", "label", "pred")
 
-BAD_INPUT = ("results must be a results folder (str or Path) or a tuple (results, predictions) from "
+BAD_INPUT = ("results must be a results folder (str or Path), a classaudit.Audit, or a tuple (results, predictions) from "
              "classaudit.analysis.from_predictions(..., return_predictions=True); got {kind}")
 NOTHING_TO_REPORT = "{source}: no regularizer can be analysed ({reasons}); finish the off runs first"
 
@@ -89,7 +88,11 @@ class Computed:
 
 
 def load(results: Any) -> Inputs:
-    """Read a results folder, or accept (results, predictions) frames."""
+    """Read a results folder, or accept an Audit or (results, predictions) frames."""
+    if isinstance(results, Audit):
+        if results.folder is not None:  # the folder's runs table and status too
+            return dataclasses.replace(load(results.folder), source=results.source)
+        return load((results.results, results.predictions))
     if isinstance(results, (str, Path)):
         path = Path(results)
         snap = store.snapshot(path)  # every frame below from the same runs, even while a sweep adds some
@@ -115,52 +118,29 @@ def load(results: Any) -> Inputs:
 
 
 def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, confidence: float = 0.95) -> Computed:
-    """Run the analysis API over the inputs. Regularizers that cannot be analysed yet are set aside, not fatal."""
+    """Build the report's Audit over the inputs and take its tables. Regularizers that cannot be analysed yet are
+    set aside, not fatal."""
     results, predictions, skipped = _analysable(inputs)
-    regularizers = sorted(results["regularizer"].unique())
-    off = {r: float(results.loc[(results["regularizer"] == r) & results["is_off"], "strength"].iloc[0])
-           for r in regularizers}
-    order = {r: sorted(map(float, results.loc[results["regularizer"] == r, "strength"].unique()),
-                       key=lambda s, o=off[r]: (abs(s - o), s)) for r in regularizers}
-    names = results.drop_duplicates("class_id").set_index("class_id")["class_name"].sort_index()
     notes = []
-
     select_on = "val" if (results["split"] == "val").any() else "test"
     if select_on == "test":
         notes.append("The results have no validation split, so the strength is chosen on test accuracy, the "
                      "same images that then report it: the chosen strength's gain is optimistic.")
-    chosen = analysis.choose_strength(results, select_on=select_on)
+    audit = Audit(results, predictions, alpha=alpha, min_effect=min_effect, select_on=select_on,
+                  confidence=confidence, source=inputs.source)
+    chosen = audit.chosen()
     at_chosen = dict(zip(chosen["regularizer"], chosen["chosen_strength"]))
-    by_class = analysis.by_class(results, confidence=confidence)
-    overall = analysis.overall(results)
-    overall_shared = analysis.overall(shared_seeds(results))
-    overall_val = analysis.overall(results, split="val") if select_on == "val" else None
+    focus = {r: _focus(at_chosen[r], audit.off[r], audit.strengths[r]) for r in audit.regularizers}
     # "all" is every non-off strength; an axis with only its off point so far adds no rows.
-    difference = analysis.difference(results, strength="all", alpha=alpha, min_effect=min_effect,
-                                     confidence=confidence, predictions=predictions)
-    harmed = analysis.harmed_fraction(difference)
-    dependence = analysis.class_dependence(results, strength="all")
-    regret = analysis.regret(results, strength=at_chosen, select_on=select_on)
-
-    focus = {r: _focus(at_chosen[r], off[r], order[r]) for r in regularizers}
-    shifts, absorbed, false_pos = [], [], []
-    churn = churn_by_class = None
+    difference = audit.difference("all")
+    tables: dict[str, pd.DataFrame | None] = dict.fromkeys(
+        ("confusion_shift", "absorbers", "false_positive_shift", "churn", "churn_by_class"))
     if predictions is not None:
-        # Each call below filters the whole frame by split and regularizer again; handing it the test rows of
-        # one regularizer, with only the columns it reads, gives the same tables at a fraction of the cost
-        # (100 runs x 100 classes: 1.2 million rows, seconds per call otherwise).
-        test = predictions.loc[predictions["split"] == "test", list(PREDICTION_COLUMNS)]
-        per_regularizer = dict(tuple(test.groupby("regularizer", sort=False)))
-        for r in regularizers:
-            s = focus[r]
-            if s is None or r not in per_regularizer:
-                continue
-            axis = per_regularizer[r]
-            shifts.append(analysis.confusion_shift(axis, regularizer=r, strength=s))
-            absorbed.append(analysis.absorbers(axis, regularizer=r, strength=s, top=TOP_ABSORBERS))
-            false_pos.append(analysis.false_positive_shift(axis, regularizer=r, strength=s))
-        churn = analysis.churn(test)
-        churn_by_class = analysis.churn(test, per_class=True)
+        looked_at = {r: s for r, s in focus.items() if s is not None}
+        tables["confusion_shift"] = audit.confusion_shift(looked_at)
+        tables["absorbers"] = audit.absorbers(looked_at, top=TOP_ABSORBERS)
+        tables["false_positive_shift"] = audit.false_positive_shift(looked_at)
+        tables["churn"], tables["churn_by_class"] = audit.churn(), audit.churn(per_class=True)
     else:
         notes.append("No predictions were given, so where a harmed class's predictions went and the seed churn "
                      "are not shown, and a strength with one seed (against one at the off point) is not tested.")
@@ -168,12 +148,13 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
     runs, missing = _runs(inputs, inputs.results)
     return Computed(
         inputs=inputs, alpha=alpha, min_effect=min_effect, confidence=confidence, select_on=select_on,
-        skipped=skipped, regularizers=regularizers, off=off, order=order,
-        class_names={int(k): str(v) for k, v in names.items()},
-        by_class=by_class, overall=overall, overall_shared=overall_shared, overall_val=overall_val, chosen=chosen,
-        difference=difference, harmed_fraction=harmed, class_dependence=dependence, regret=regret, focus=focus,
-        confusion_shift=_concat(shifts, predictions), absorbers=_concat(absorbed, predictions),
-        false_positive_shift=_concat(false_pos, predictions), churn=churn, churn_by_class=churn_by_class,
+        skipped=skipped, regularizers=audit.regularizers, off=audit.off, order=audit.strengths,
+        class_names=audit.class_names, by_class=audit.by_class(), overall=audit.overall(),
+        overall_shared=audit.overall(shared_seeds=True),
+        overall_val=audit.overall("val") if select_on == "val" else None, chosen=chosen,
+        difference=difference, harmed_fraction=change.harmed_fraction(difference),
+        class_dependence=audit.class_dependence("all"), regret=audit.regret(), focus=focus,
+        **{name: table if table is not None and len(table) else None for name, table in tables.items()},
         runs=runs, missing=missing, notes=notes,
     )
 
@@ -186,13 +167,6 @@ def _focus(chosen: float, off: float, order: list[float]) -> float | None:
     if not same_strength(chosen, off):
         return chosen
     return order[-1] if len(order) > 1 else None
-
-
-def _concat(parts: list[pd.DataFrame], predictions: pd.DataFrame | None) -> pd.DataFrame | None:
-    if predictions is None:
-        return None
-    parts = [p for p in parts if len(p)]
-    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 def _analysable(inputs: Inputs) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, str]]:

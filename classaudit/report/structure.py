@@ -518,21 +518,11 @@ def _statistics(c: Computed) -> Statistics:
                       n_classes=len(c.class_names))
 
 
-def _named(frame: pd.DataFrame, names: dict[int, str], pairs: tuple[tuple[str, str], ...]) -> pd.DataFrame:
-    """The frame with a name column appended for each id column (the API frames carry ids only)."""
-    out = frame.copy()
-    for id_column, name_column in pairs:
-        out[name_column] = out[id_column].astype(int).map(names)
-    return out
-
-
 def _tables(c: Computed) -> dict[str, pd.DataFrame]:
-    """Every table of the report as the analysis API returned it (names appended where it gives only ids)."""
-    names = c.class_names
-    overall = _named(c.overall, names, (("worst_class_id", "worst_class_name"),))
+    """Every table of the report as the Audit returned it."""
     tables = {
         "chosen.csv": c.chosen,
-        "overall.csv": overall,
+        "overall.csv": c.overall,
         "by_class.csv": c.by_class,
         "difference.csv": c.difference,
         "harmed_fraction.csv": c.harmed_fraction,
@@ -540,17 +530,10 @@ def _tables(c: Computed) -> dict[str, pd.DataFrame]:
         "regret.csv": c.regret,
     }
     if c.overall_val is not None:
-        tables["overall_val.csv"] = _named(c.overall_val, names, (("worst_class_id", "worst_class_name"),))
-    pair = (("class_id", "class_name"), ("predicted_id", "predicted_name"))
-    if c.confusion_shift is not None:
-        tables["confusion_shift.csv"] = _named(c.confusion_shift, names, pair)
-    if c.absorbers is not None:
-        tables["absorbers.csv"] = _named(c.absorbers, names, pair)
-    if c.false_positive_shift is not None:
-        tables["false_positive_shift.csv"] = _named(c.false_positive_shift, names, pair[:1])
-    if c.churn is not None:
-        tables["churn.csv"] = c.churn
-        tables["churn_by_class.csv"] = _named(c.churn_by_class, names, pair[:1])
+        tables["overall_val.csv"] = c.overall_val
+    for name in ("confusion_shift", "absorbers", "false_positive_shift", "churn", "churn_by_class"):
+        if getattr(c, name) is not None:
+            tables[f"{name}.csv"] = getattr(c, name)
     tables["runs.csv"] = c.runs
     if c.inputs.status is not None:
         tables["missing_runs.csv"] = c.missing
