@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from classaudit import shapes
+from classaudit.atomic import atomic_open
 from classaudit.errors import UsageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
@@ -282,7 +283,5 @@ def _read_image(path: Path, size: int) -> np.ndarray:
 
 def _save_npz(path: Path, **arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from classaudit.atomic import atomic_write, durable_write
 from classaudit.analysis.schema import PREDICTIONS_COLUMNS, RESULTS_COLUMNS, SPLITS
 from classaudit.errors import UsageError
 from classaudit.result import RunResult
@@ -44,23 +45,6 @@ def _canonical(obj: Any) -> bytes:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a whole file or nothing: temporary file in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        _write_bytes(tmp, text.encode("utf-8"))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _study_problem(study: Any) -> str | None:
@@ -136,7 +120,7 @@ class ResultsFolder:
             "runs": {r.run_id: {"seed": r.seed, "label": r.label,
                                 "points": [p.__dict__ for p in r.points]} for r in runs},
         }
-        atomic_write_text(self.path / "study.json", json.dumps(body, indent=1, sort_keys=True))
+        atomic_write(self.path / "study.json", json.dumps(body, indent=1, sort_keys=True))
 
     def read_study(self) -> dict[str, Any]:
         path = self.path / "study.json"
@@ -169,7 +153,7 @@ class ResultsFolder:
         tmp.mkdir()
         try:
             config_bytes = json.dumps(result.config, indent=1, sort_keys=True).encode()
-            _write_bytes(tmp / "config.json", config_bytes)
+            durable_write(tmp / "config.json", config_bytes)
             table = pa.table({
                 "split": pa.array([s for s, p in result.splits.items() for _ in range(len(p.label))]),
                 "index": pa.array(np.concatenate([np.arange(len(p.label)) for p in result.splits.values()])
@@ -181,7 +165,7 @@ class ResultsFolder:
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink, compression="zstd")
             pred_bytes = sink.getvalue().to_pybytes()
-            _write_bytes(tmp / "predictions.parquet", pred_bytes)
+            durable_write(tmp / "predictions.parquet", pred_bytes)
             k = len(result.class_names)
             counts = {}
             for split, p in result.splits.items():
@@ -194,7 +178,7 @@ class ResultsFolder:
                 "files": {"config.json": _sha256(config_bytes), "predictions.parquet": _sha256(pred_bytes)},
             }
             record["checksum"] = _sha256(_canonical(record))
-            _write_bytes(tmp / "record.json", json.dumps(record, indent=1, sort_keys=True).encode())
+            durable_write(tmp / "record.json", json.dumps(record, indent=1, sort_keys=True).encode())
             if final.exists():  # a damaged earlier copy: move it aside first, rename cannot replace a folder
                 shutil.rmtree(final)
             os.rename(tmp, final)
@@ -209,7 +193,7 @@ class ResultsFolder:
         self.failed_dir.mkdir(parents=True, exist_ok=True)
         body = {"run_id": run_id, "label": label, "error": error, "traceback": tb, "attempts": attempts,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        atomic_write_text(self.failed_dir / f"{run_id}.json", json.dumps(body, indent=1, sort_keys=True))
+        atomic_write(self.failed_dir / f"{run_id}.json", json.dumps(body, indent=1, sort_keys=True))
 
     def remove_checkpoint(self, run_id: str) -> None:
         (self.checkpoint_dir / f"{run_id}.pt").unlink(missing_ok=True)

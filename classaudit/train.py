@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import time
 import warnings
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from classaudit import augment
+from classaudit.atomic import atomic_open
 from classaudit.data import Dataset, load_dataset
 from classaudit.errors import UsageError
 from classaudit.models import build_model, freeze_backbone, train_mode
@@ -196,14 +196,10 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> bool:
     """Save atomically and durably (a kill or power loss mid-save leaves the previous epoch's file). A
     checkpoint is a convenience: where it cannot be written (a worker node without the shared folder) the run
     goes on without, with a warning."""
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        with atomic_open(path) as f:
             torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
     except OSError as e:
         warnings.warn(f"{path}: cannot write the checkpoint ({e.strerror or e}); this run continues without "
                       "mid-run resume", RuntimeWarning, stacklevel=2)

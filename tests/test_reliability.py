@@ -129,16 +129,16 @@ def test_full_disk_stops_cleanly_and_keeps_finished_runs(tmp_path, runner, monke
     study = tmp_path / "tiny.toml"
     study.write_text(TINY_STUDY)
     results = tmp_path / "r"
-    real = store._write_bytes
+    real = store.durable_write
     calls = {"n": 0}
 
     def failing(path, data):
         calls["n"] += 1
-        if calls["n"] > 7:  # study.json, two whole runs (3 files each), then the disk is full
+        if calls["n"] > 6:  # two whole runs (3 files each), then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(store, "_write_bytes", failing)
+    monkeypatch.setattr(store, "durable_write", failing)
     out = runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--executor", "inprocess",
                               "--no-progress"])
     assert out.exit_code == 1 and "Traceback" not in out.output
@@ -147,7 +147,7 @@ def test_full_disk_stops_cleanly_and_keeps_finished_runs(tmp_path, runner, monke
     folder = ResultsFolder(results)
     good, bad = folder.verified_runs()
     assert len(good) == 2 and not bad and not list(folder.runs_dir.glob(".tmp-*"))
-    monkeypatch.setattr(store, "_write_bytes", real)
+    monkeypatch.setattr(store, "durable_write", real)
     again = runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--executor", "inprocess",
                                 "--no-progress"])
     assert again.exit_code == 0 and "trained 4 run(s)" in again.output

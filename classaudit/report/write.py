@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from classaudit.atomic import staged, temporary_name
 from classaudit.errors import UsageError
 
 NOT_A_FOLDER = "{path}: the report's output folder is a file; give a folder path with --out"
@@ -32,12 +33,9 @@ def write(files: Mapping[str, str], out: str | Path, *, replaces: Iterable[str] 
         out.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             final = out / name
-            tmp = out / f".{name}.{os.getpid()}.tmp"
-            temporaries.append((tmp, final))
-            with open(tmp, "wb") as f:
+            with staged(final) as f:
                 f.write(text.encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
+            temporaries.append((temporary_name(final), final))
     except BaseException as e:
         for tmp, _ in temporaries:
             tmp.unlink(missing_ok=True)
