@@ -225,7 +225,7 @@ def test_choose_strength_ties_go_to_the_strength_closest_to_off():
 
 def test_difference_exact_paired(literal):
     results, _ = literal
-    table = ca.difference(results, alpha=0.6)
+    table = ca.difference(results, alpha=0.6, test="paired")
     assert list(table.columns) == ["regularizer", "strength", "class_id", "class_name", "n_seeds_off", "n_seeds",
                                    "mean_off", "mean", "delta", "ci_low", "ci_high", "p_value", "q_value",
                                    "harmed", "helped", "test_used"]
@@ -240,8 +240,11 @@ def test_difference_exact_paired(literal):
         [-0.375 - half, -0.375 + half], [-0.125 - half, -0.125 + half], [0.125 - half, 0.125 + half]])
     assert table["harmed"].tolist() == [True, True, False]
     assert table["helped"].tolist() == [False, False, True]
-    strict = ca.difference(results, alpha=0.6, min_effect=0.2)
-    assert strict["harmed"].tolist() == [True, False, False] and not strict["helped"].any()
+    # The minimum effect is tested (TREAT), not filtered: class 0's loss of 0.375 is not shown to exceed 0.2 with
+    # one degree of freedom, p = P(T > 0.175 / 0.125) + P(T > 0.575 / 0.125).
+    strict = ca.difference(results, alpha=0.6, min_effect=0.2, test="paired")
+    assert strict["p_value"].iloc[0] == pytest.approx(stats.t.sf(1.4, 1) + stats.t.sf(4.6, 1))
+    assert not strict["harmed"].any() and not strict["helped"].any()
 
 
 def test_difference_strength_options_agree(literal):
@@ -316,20 +319,21 @@ def test_difference_paired_with_constant_differences_uses_the_exact_sign_flip_te
     # Every seed loses one point: the paired t statistic is infinite. Of the 2**3 sign patterns of the three
     # changes, 2 are as extreme, so p = 0.25, however large the common change; the interval is Welch's.
     for off, on in (([80, 90, 70], [79, 89, 69]), ([80, 90, 70], [60, 70, 50])):
-        table = ca.difference(seeds_frame(off, on), strength="all")
+        table = ca.difference(seeds_frame(off, on), strength="all", test="paired")
         assert table["test_used"].tolist() == ["sign_flip"]
         assert table["p_value"].iloc[0] == pytest.approx(0.25)
         welch = stats.ttest_ind(np.array(on) / 100, np.array(off) / 100, equal_var=False).confidence_interval(0.95)
         assert table[["ci_low", "ci_high"]].iloc[0].tolist() == pytest.approx([welch.low, welch.high])
 
 
-def test_difference_auto_picks_welch_permutation_or_none():
+def test_difference_auto_falls_back_to_the_plain_tests_without_a_prior_and_picks_none():
+    # One class and one strength give two arms, too few to fit the moderated test's prior: the plain tests run.
     welch = ca.difference(seeds_frame([80, 82, 85], [70, 75, 71], on_seeds=[3, 4, 5]), strength="all")
     assert welch["test_used"].tolist() == ["welch"]
     assert welch["p_value"].iloc[0] == pytest.approx(
         stats.ttest_ind([0.70, 0.75, 0.71], [0.80, 0.82, 0.85], equal_var=False).pvalue)
     permutation = ca.difference(seeds_frame([80, 82, 85, 81, 83], [70, 75, 71, 72, 74],
-                                            on_seeds=[5, 6, 7, 8, 9]), strength="all")
+                                            on_seeds=[5, 6, 7, 8, 9]), strength="all", test="permutation")
     assert permutation["test_used"].tolist() == ["permutation"]
     assert permutation["p_value"].iloc[0] == pytest.approx(2 / 252)  # complete separation, exact test
     none = ca.difference(seeds_frame([80], [70, 75, 71]), strength="all")
@@ -351,7 +355,7 @@ def test_arms_sharing_some_seeds_are_compared_on_the_shared_ones():
     # Arms that each have seeds of their own (5 each, 2 shared) are not cut down to the 2 shared seeds: all 10
     # runs go into the permutation test.
     both = seeds_frame([80, 90, 70, 85, 60], [76, 85, 67, 80, 62], on_seeds=[3, 4, 5, 6, 7])
-    table = ca.difference(both, strength="all")
+    table = ca.difference(both, strength="all", test="permutation")
     assert table["test_used"].tolist() == ["permutation"] and table[["n_seeds_off", "n_seeds"]].values.tolist() == [[5, 5]]
 
 
@@ -368,7 +372,8 @@ def test_a_class_missing_from_one_seeds_run_is_untested():
     frame = pd.concat([seeds_frame([80, 82, 85], [70, 75, 71]),
                        seeds_frame([80, 82, 85], [70, 75], on_seeds=[0, 1]).assign(class_id=1, class_name="b")])
     table = ca.difference(frame, strength="all")
-    assert table["test_used"].tolist() == ["paired", "none"]
+    assert table["test_used"].tolist() == ["moderated", "none"]
+    assert table[["n_seeds_off", "n_seeds"]].values.tolist() == [[3, 3], [3, 2]]  # the missing seed is counted
     assert np.isfinite(table["p_value"].iloc[0]) and np.isnan(table["p_value"].iloc[1])
     assert not table["harmed"].iloc[1]
 
@@ -584,7 +589,7 @@ def test_missing_split_and_columns(literal):
 def test_option_errors(literal):
     results, _ = literal
     with raises(ca.INVALID_OPTION.format(name="test", value="ttest",
-                                         allowed="'auto', 'welch', 'paired', 'permutation'")):
+                                         allowed="'auto', 'moderated', 'welch', 'paired', 'permutation'")):
         ca.difference(results, test="ttest")
     with raises(ca.UNKNOWN_STRENGTH.format(strength=0.3, regularizers="any regularizer", present={"crop": [0.5, 1.0]})):
         ca.difference(results, strength=0.3)

@@ -12,12 +12,14 @@ from scipy import stats
 
 from classaudit.analysis.accuracy import by_class
 from classaudit.analysis.checks import (
-    PREDICTIONS_MISSING_RUN, TESTS, AnalysisError, check_choice, check_columns, check_fraction, check_index_labels,
+    FAMILIES, INVALID_OPTION, PREDICTIONS_MISSING_RUN, TESTS, AnalysisError, check_choice, check_columns, check_fraction, check_index_labels,
     split_rows,
 )
 from classaudit.analysis.points import best_rows, check_select_on, comparisons, off_strengths, shared_seeds
 from classaudit.analysis.schema import DIFFERENCE_COLUMNS, PREDICTIONS_NEEDED, plain, same_strength
-from classaudit.analysis.significance import mean_difference, pick_test, t_tests
+from classaudit.analysis.significance import (
+    binomial_variance, cell_priors, moderated_t, pick_test, t_tests, treat_pvalue, welch_t,
+)
 
 
 def difference(
@@ -33,6 +35,7 @@ def difference(
     predictions: pd.DataFrame | None = None,
     n_resamples: int = 9999,
     rng: int = 0,
+    family: str = "all",
 ) -> pd.DataFrame:
     """Change of each class's accuracy between the off point and a strength, with a test and FDR control.
 
@@ -121,19 +124,34 @@ def difference(
     [[0, -0.5, False, 'mcnemar'], [1, 0.0, False, 'mcnemar']]
     """
     check_choice("test", test, TESTS)
+    check_choice("family", family, FAMILIES)
     check_fraction("alpha", alpha)
     check_fraction("confidence", confidence)
+    if isinstance(min_effect, bool) or not isinstance(min_effect, (int, float)) or not 0 <= min_effect < 1:
+        raise AnalysisError(INVALID_OPTION.format(name="min_effect", value=min_effect,
+                                                  allowed="a number from 0 to 1 (0.01 = 1 point)"))
     rows = split_rows(results, split)
     points = comparisons(results, rows, strength, split, select_on=select_on, allow_all=True)
     if points.empty:
         return pd.DataFrame(columns=list(DIFFERENCE_COLUMNS))
     axes = dict(tuple(rows.groupby("regularizer", sort=False)))
+    # The prior of the moderated test is fitted on every strength of every regularizer, whichever are asked for,
+    # so a strength's p-value does not depend on which others are analysed.
+    priors = fit_priors(rows) if test in ("auto", "moderated") else None
     tables = [
         _compare(axes[regularizer], regularizer, s, s_off, test=test, confidence=confidence, predictions=predictions,
-                 split=split, n_resamples=n_resamples, rng=rng)
+                 split=split, n_resamples=n_resamples, rng=rng, min_effect=min_effect, priors=priors)
         for regularizer, s, s_off in points.itertuples(index=False)
     ]
     out = pd.concat(tables, ignore_index=True)
+    tested = out["p_value"].notna()
+    out["q_value"] = np.nan
+    groups = [tested] if family == "all" else [
+        tested & (out["regularizer"] == r) & (out["strength"] == s_)
+        for r, s_ in out[["regularizer", "strength"]].drop_duplicates().itertuples(index=False)]
+    for mask in groups:
+        if mask.any():
+            out.loc[mask, "q_value"] = stats.false_discovery_control(out.loc[mask, "p_value"], method="bh")
     # One run a side cannot tell the regularizer from the seed: McNemar's q says the two runs differ, not that
     # the strength harms (see the docstring), so it flags nothing.
     flagged = (out["q_value"] < alpha) & (out["test_used"] != "mcnemar")
@@ -303,36 +321,31 @@ def regret(results: pd.DataFrame, *, split: str = "test", strength: object = "ch
 
 
 def _compare(axis: pd.DataFrame, regularizer: str, strength: float, off_strength: float, *, test: str,
-             confidence: float, predictions: pd.DataFrame | None, split: str, n_resamples: int,
-             rng: int) -> pd.DataFrame:
-    """The difference table of one (regularizer, strength) against its off point, before the flags.
+             confidence: float, predictions: pd.DataFrame | None, split: str, n_resamples: int, rng: int,
+             min_effect: float, priors: Priors) -> pd.DataFrame:
+    """The difference table of one (regularizer, strength) against its off point, before q and the flags.
 
     `axis` holds the rows of `regularizer` on the analysed split.
     """
-    values = ["accuracy", "correct", "n"]
-    off_rows, on_rows = axis[axis["is_off"].astype(bool)], axis[same_strength(axis["strength"], strength)]
-    seeds_off, seeds_on = set(off_rows["seed"]), set(on_rows["seed"])
-    shared = sorted(seeds_off & seeds_on)
-    if test in ("auto", "paired") and len(shared) >= 2 and (seeds_off <= seeds_on or seeds_on <= seeds_off):
-        # One arm has seeds the other lacks (a sweep still running): both are compared on the shared seeds, so
-        # that the change and its test pair each seed with itself rather than mix two seed sets. Arms that each
-        # have seeds of their own are left whole (the permutation test uses them all).
-        off_rows, on_rows = off_rows[off_rows["seed"].isin(shared)], on_rows[on_rows["seed"].isin(shared)]
-    # One row per class, one column per (value, seed).
-    off = off_rows.pivot(index="class_id", columns="seed", values=values)
-    on = on_rows.pivot(index="class_id", columns="seed", values=values)
-    classes = off.index.intersection(on.index)
-    off, on = off.loc[classes], on.loc[classes]
+    off, on = _arms(axis, strength, pair=test in ("auto", "moderated", "paired"))
+    classes = off.index
     seeds_off, seeds_on = list(off["accuracy"].columns), list(on["accuracy"].columns)
     table = pd.DataFrame({
         "regularizer": regularizer, "strength": strength, "class_id": classes,
         "class_name": axis.drop_duplicates("class_id").set_index("class_id")["class_name"].reindex(classes).to_numpy(),
-        "n_seeds_off": len(seeds_off), "n_seeds": len(seeds_on),
+        # Per class: a class some seed's run has no images of counts that seed out.
+        "n_seeds_off": off["accuracy"].notna().sum(axis=1).to_numpy(),
+        "n_seeds": on["accuracy"].notna().sum(axis=1).to_numpy(),
         "mean_off": off["accuracy"].mean(axis=1).to_numpy(), "mean": on["accuracy"].mean(axis=1).to_numpy(),
     })
     table["delta"] = table["mean"] - table["mean_off"]
-    kind = "identical" if same_strength(strength, off_strength) else pick_test(test, seeds_off, seeds_on, regularizer,
-                                                                         strength)
+    kind = "identical" if same_strength(strength, off_strength) else pick_test(test, seeds_off, seeds_on,
+                                                                                regularizer, strength)
+    if kind.startswith("moderated") and not (priors and priors[0].scale > 0 and priors[0].df > 0):
+        # No prior to moderate with (fewer than 3 arms with 2 seeds, seeds that never differ, or variances that
+        # say nothing beyond their own: d0 = 0): the plain tests,
+        # with their exact fallbacks for seeds that agree.
+        kind = "paired" if kind == "moderated" else "welch"
     if kind == "identical":
         p, low, high, used = 1.0, 0.0, 0.0, kind
     elif kind == "none" or (kind == "mcnemar" and predictions is None):
@@ -341,25 +354,94 @@ def _compare(axis: pd.DataFrame, regularizer: str, strength: float, off_strength
         p, low, high = _mcnemar(predictions, regularizer, (off_strength, seeds_off[0]), (strength, seeds_on[0]),
                                 split, classes, confidence)
         used = kind
+    elif kind in ("moderated", "moderated_welch"):
+        p, low, high, used = _moderated(on, off, regularizer, strength, paired=kind == "moderated", priors=priors,
+                                        confidence=confidence, min_effect=min_effect)
     else:
-        p, low, high, used = t_tests(on, off, paired=kind == "paired", confidence=confidence)
+        p, low, high, used, se, df = t_tests(on, off, paired=kind == "paired", confidence=confidence)
+        if min_effect > 0:  # TREAT where a t statistic is defined; the exact fallbacks keep their p
+            t_based = np.isin(used, ("paired", "welch"))
+            p[t_based] = treat_pvalue(table["delta"].to_numpy()[t_based], se[t_based], df[t_based], min_effect)
         if kind == "permutation":
             # Only where Welch's statistic applies: the zero-variance rows keep their Fisher or "equal" result.
             welch = used == "welch"
             # Its own generator per point, so a p-value does not depend on which other points are analysed.
             seed = [rng, zlib.crc32(f"{regularizer}|{float(strength)!r}".encode())]
             if welch.any():
+                a, b = on["accuracy"].to_numpy()[welch], off["accuracy"].to_numpy()[welch]
+                # A minimum effect is tested by moving the on arm min_effect toward no change, so the null is a
+                # change of exactly that size in the estimate's direction.
+                a = a - np.sign(a.mean(axis=1) - b.mean(axis=1))[:, None] * min_effect
                 p[welch] = stats.permutation_test(
-                    (on["accuracy"].to_numpy()[welch], off["accuracy"].to_numpy()[welch]), mean_difference,
-                    vectorized=True, axis=1, permutation_type="independent", n_resamples=n_resamples,
-                    rng=np.random.default_rng(seed)).pvalue
+                    (a, b), welch_t, vectorized=True, axis=1, permutation_type="independent",
+                    n_resamples=n_resamples, rng=np.random.default_rng(seed)).pvalue
             used[welch] = kind
     table["ci_low"], table["ci_high"], table["p_value"], table["test_used"] = low, high, p, used
-    tested = table["p_value"].notna().to_numpy()
-    table["q_value"] = np.nan
-    if tested.any():
-        table.loc[tested, "q_value"] = stats.false_discovery_control(table.loc[tested, "p_value"], method="bh")
     return table
+
+
+def _arms(axis: pd.DataFrame, strength: float, *, pair: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The off and on arms of one strength, one row per class (present in both) and one column per (value, seed).
+    When one arm has seeds the other lacks (a sweep still running) and `pair`, both keep the shared seeds only, so
+    that the change and its test pair each seed with itself rather than mix two seed sets; arms that each have
+    seeds of their own are left whole."""
+    values = ["accuracy", "correct", "n"]
+    off_rows, on_rows = axis[axis["is_off"].astype(bool)], axis[same_strength(axis["strength"], strength)]
+    seeds_off, seeds_on = set(off_rows["seed"]), set(on_rows["seed"])
+    shared = sorted(seeds_off & seeds_on)
+    if pair and len(shared) >= 2 and (seeds_off <= seeds_on or seeds_on <= seeds_off):
+        off_rows, on_rows = off_rows[off_rows["seed"].isin(shared)], on_rows[on_rows["seed"].isin(shared)]
+    off = off_rows.pivot(index="class_id", columns="seed", values=values)
+    on = on_rows.pivot(index="class_id", columns="seed", values=values)
+    classes = off.index.intersection(on.index)
+    return off.loc[classes], on.loc[classes]
+
+
+Priors = tuple  # (the shared Prior, {(regularizer, strength, class_id): (scale, df) of that arm's prior})
+
+
+def fit_priors(rows: pd.DataFrame) -> Priors:
+    """The moderated test's prior, fitted on the seed variance of every arm of the results: each (regularizer,
+    strength) run set and the off runs, per class, relative to the binomial variance p (1 - p) / n. Arms are
+    independent runs, so their variances are independent evidence; the per-seed changes of a class are not (every
+    strength shares the off runs). Each cell's prior is its class's own, from the class's other arms
+    (:func:`significance.cell_priors`), and serves the paired test (times the two arms' binomial variances) and
+    the Welch-style test alike. One fit for the whole sweep, whichever strengths are asked for: a strength's
+    p-value does not depend on which others are analysed."""
+    found = []  # (regularizer, strength, class_id, ratio, df)
+
+    def cells(values: pd.DataFrame, n: pd.Series, where: tuple) -> None:
+        if values.shape[1] >= 2:
+            ratio = values.var(axis=1, ddof=1).to_numpy() / binomial_variance(values.mean(axis=1), n)
+            complete = values.notna().all(axis=1).to_numpy()
+            found.extend((*where, k, r, values.shape[1] - 1) for k, r, ok in zip(values.index, ratio, complete) if ok)
+
+    on_rows = rows[~rows["is_off"].astype(bool)]
+    for (regularizer, s), arm in on_rows.groupby(["regularizer", "strength"], sort=True):
+        wide = arm.pivot(index="class_id", columns="seed", values=["accuracy", "n"])
+        cells(wide["accuracy"], wide["n"].max(axis=1), (regularizer, float(s)))
+    off = rows[rows["is_off"].astype(bool)].drop_duplicates(["seed", "class_id"])  # once, however many axes share it
+    wide = off.pivot(index="class_id", columns="seed", values=["accuracy", "n"])
+    cells(wide["accuracy"], wide["n"].max(axis=1), ("", np.nan))
+    frame = pd.DataFrame(found, columns=["regularizer", "strength", "class_id", "ratio", "df"])
+    prior, scale, prior_df = cell_priors(frame["class_id"].to_numpy(), frame["ratio"].to_numpy(),
+                                         frame["df"].to_numpy())
+    return prior, {(r, s, int(k)): (a, b) for r, s, k, a, b in zip(frame["regularizer"], frame["strength"],
+                                                                   frame["class_id"], scale, prior_df)}
+
+
+def _moderated(on: pd.DataFrame, off: pd.DataFrame, regularizer: str, strength: float, *, paired: bool,
+               priors: Priors, confidence: float, min_effect: float):
+    """p (TREAT at min_effect), interval and test name per class from the moderated t-test."""
+    prior, per_cell = priors
+    chosen = [per_cell.get((regularizer, float(strength), int(k)), (prior.scale, prior.df)) for k in on.index]
+    a = on["accuracy"].to_numpy()
+    b = off["accuracy"][list(on["accuracy"].columns)].to_numpy() if paired else off["accuracy"].to_numpy()
+    p, low, high = moderated_t(a, b, on["n"].max(axis=1).to_numpy(), off["n"].max(axis=1).to_numpy(),
+                               np.array([c[0] for c in chosen]), np.array([c[1] for c in chosen]), paired=paired,
+                               confidence=confidence, min_effect=min_effect)
+    used = np.where(np.isnan(p), "none", "moderated" if paired else "moderated_welch").astype(object)
+    return p, low, high, used
 
 
 def _mcnemar(predictions: pd.DataFrame, regularizer: str, off_run: tuple, on_run: tuple, split: str,

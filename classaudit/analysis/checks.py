@@ -42,6 +42,7 @@ __all__ = [
     "INDEX_LABEL_CONFLICT",
     "DUPLICATE_RESULTS",
     "TESTS",
+    "FAMILIES",
 ]
 
 
@@ -113,7 +114,8 @@ DUPLICATE_RESULTS = (
     "regularizer {regularizer!r}, strength {strength!r}, seed {seed!r}, class_id {class_id!r} (run_id {runs}); "
     "keep one run per seed and strength, e.g. results.drop_duplicates(['regularizer', 'strength', 'seed', 'split', "
     "'class_id'])")
-TESTS = ("auto", "welch", "paired", "permutation")
+TESTS = ("auto", "moderated", "welch", "paired", "permutation")
+FAMILIES = ("all", "strength")  # what one Benjamini-Hochberg adjustment spans
 
 
 def check_columns(frame: pd.DataFrame, needed: Sequence[str], name: str) -> None:
