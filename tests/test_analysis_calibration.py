@@ -35,13 +35,20 @@ from classaudit import analysis as ca
 
 REPS, CLASSES, IMAGES = 200, 10, 1000
 
-# (expected test, off seeds, on seeds): "auto" pairs shared seeds, permutes 5 vs 5 distinct seeds, and uses
-# Welch below 5 distinct seeds a side.
+# test used: (the `test` option, off seeds, on seeds). "auto" runs the moderated test, paired on shared seeds and
+# Welch-style on distinct ones; the plain tests are asked for by name. Every call uses family="strength", so each
+# repetition (one regularizer axis) is its own Benjamini-Hochberg family, as one report is.
 PATHS = {
-    "paired": (range(5), range(5)),
-    "welch": (range(4), range(4, 8)),
-    "permutation": (range(5), range(5, 10)),
+    "moderated": ("auto", range(5), range(5)),
+    "moderated_welch": ("auto", range(4), range(4, 8)),
+    "paired": ("paired", range(5), range(5)),
+    "welch": ("welch", range(4), range(4, 8)),
+    "permutation": ("permutation", range(5), range(5, 10)),
 }
+
+
+def difference(results: pd.DataFrame, test: str = "auto") -> pd.DataFrame:
+    return ca.difference(results, strength="all", test=test, family="strength")
 
 
 def synthetic_results(seed: int, off_seeds, on_seeds, effect=None, accuracy=(0.6, 0.95), images=IMAGES,
@@ -84,22 +91,28 @@ def assert_calibrated(table: pd.DataFrame) -> None:
 
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_null_is_calibrated(path):
-    table = ca.difference(synthetic_results(10, *PATHS[path]), strength="all")
+    test, off_seeds, on_seeds = PATHS[path]
+    table = difference(synthetic_results(10, off_seeds, on_seeds), test)
     assert set(table["test_used"]) == {path}
     assert_calibrated(table)
 
 
 def test_null_with_a_seed_effect_shared_by_both_arms():
     # 3 points of seed-to-seed spread per class, the same in both arms: pairing cancels it exactly.
-    table = ca.difference(synthetic_results(11, range(5), range(5), seed_spread=0.03), strength="all")
+    results = synthetic_results(11, range(5), range(5), seed_spread=0.03)
+    table = difference(results, "paired")
     assert set(table["test_used"]) == {"paired"}
     assert_calibrated(table)
+    # The moderated test's prior comes from each arm's seed spread, which this shared effect inflates: it stays
+    # valid, conservatively (the CIFAR-10 study's arms share far less: var(change) is 0.84 of the two arms' sum).
+    moderated = difference(results)
+    assert set(moderated["test_used"]) == {"moderated"} and (moderated["p_value"] < 0.05).mean() <= 0.05
 
 
 def test_null_with_two_seeds():
     # One degree of freedom; now and then the two seeds' differences are equal and the sign-flip test runs:
     # exact, so with two seeds its p is 2 / 2**2 = 0.5 whatever the size of the equal changes.
-    table = ca.difference(synthetic_results(12, range(2), range(2)), strength="all")
+    table = difference(synthetic_results(12, range(2), range(2)), "paired")
     assert {"paired", "sign_flip"} <= set(table["test_used"])
     assert (table.loc[table["test_used"] == "sign_flip", "p_value"] == 0.5).all()
     assert_calibrated(table)
@@ -109,8 +122,7 @@ def test_zero_variance_fallbacks_are_not_liberal_near_the_ceiling():
     # 30 images per class at 97-100%: seeds often give equal counts, so Fisher's exact test on the counts and
     # the sign-flip test both run often. Counts this discrete make every test conservative; none may reject
     # more often than alpha over all classes, and Fisher, a test of its own, not more than alpha where it runs.
-    table = ca.difference(synthetic_results(13, range(2), range(2), accuracy=(0.97, 1.0), images=30),
-                          strength="all")
+    table = difference(synthetic_results(13, range(2), range(2), accuracy=(0.97, 1.0), images=30), "paired")
     used = table["test_used"].value_counts()
     assert used.get("fisher", 0) >= 50 and used.get("sign_flip", 0) >= 10  # both branches are exercised
     assert (table["p_value"] < 0.05).mean() <= 0.05
@@ -124,7 +136,7 @@ def test_pairing_removes_the_seed_effect():
     effect = np.zeros(CLASSES)
     effect[:3] = -0.05
     results = synthetic_results(21, range(5), range(5), effect=effect, accuracy=(0.8, 0.95), seed_spread=0.03)
-    paired, welch = ca.difference(results, strength="all"), ca.difference(results, strength="all", test="welch")
+    paired, welch = difference(results, "paired"), difference(results, "welch")
     planted = paired["class_id"] < 3
     assert paired.loc[planted, "harmed"].mean() >= 0.85
     assert welch.loc[planted, "harmed"].mean() <= 0.4
@@ -135,8 +147,9 @@ def test_pairing_removes_the_seed_effect():
 def test_power_on_planted_harm(path):
     effect = np.zeros(CLASSES)
     effect[:3] = -0.05  # 5 points lost by classes 0, 1, 2
-    results = synthetic_results(20, *PATHS[path], effect=effect, accuracy=(0.8, 0.95))
-    table = ca.difference(results, strength="all")
+    test, off_seeds, on_seeds = PATHS[path]
+    results = synthetic_results(20, off_seeds, on_seeds, effect=effect, accuracy=(0.8, 0.95))
+    table = difference(results, test)
     planted = table["class_id"] < 3
     assert table.loc[planted, "harmed"].mean() >= 0.9
     assert table.loc[planted, "harmed"].groupby(table["regularizer"]).all().mean() >= 0.8
