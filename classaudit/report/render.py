@@ -61,10 +61,12 @@ COLUMNS = {
     "friedman_statistic": "Friedman's chi-square: each seed's class changes ranked across the classes",
     "friedman_p": "its p-value; small when some classes change more than others (NaN: under 3 shared seeds or "
                   "3 classes; not corrected across strengths)",
-    "q_value": "Benjamini-Hochberg q-value across the classes of one regularizer and strength",
-    "harmed": "q_value < alpha and -delta > min_effect (never for test_used mcnemar: one seed a side)",
+    "q_value": "Benjamini-Hochberg q-value across every class and strength of the report (one family)",
+    "harmed": "q_value < alpha and -delta > min_effect, the minimum effect tested (TREAT), not only estimated "
+              "(never for test_used mcnemar: one seed a side)",
     "helped": "q_value < alpha and delta > min_effect (never for test_used mcnemar)",
-    "test_used": "paired, welch, permutation, mcnemar, fisher, sign_flip, identical (s = off) or none (too few "
+    "test_used": "moderated, moderated_welch, paired, welch, permutation, mcnemar, fisher, sign_flip, identical "
+                 "(s = off) or none (too few "
                  "seeds, or a class missing from a run)",
     "n_harmed": "classes harmed",
     "n_helped": "classes helped",

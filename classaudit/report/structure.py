@@ -29,9 +29,14 @@ MAX_REGRET_ROWS = 10
 SHAPES_EXAMPLES = 8  # example images per class
 
 TEST_WORDS = {
+    "moderated": "a moderated paired t-test across seeds (Smyth 2004, limma's empirical Bayes: each class's variance "
+                 "of the per-seed change is shrunk toward a prior shaped like the binomial variance of its test "
+                 "images and fitted on every arm of the sweep)",
+    "moderated_welch": "a moderated Welch-style t-test across seeds (each arm's variance shrunk toward the same "
+                       "prior)",
     "paired": "a paired t-test across seeds (the same seeds at both strengths)",
     "welch": "Welch's t-test across seeds",
-    "permutation": "a permutation test of the difference of the seed means",
+    "permutation": "a permutation test of Welch's t statistic",
     "mcnemar": "an exact McNemar test on the images where there is one seed a side (it sees test-set noise but not "
                "seed noise, so its q says the two runs differ and flags no class as harmed)",
     "fisher": "Fisher's exact test on the counts (where every seed gave the same count)",
@@ -367,9 +372,9 @@ def _heatmap(c: Computed) -> Figure | None:
     return Figure(
         title="Change against off, every class and strength",
         caption="Change of each class's test accuracy (seed means) against the off point, in percentage points; "
-                "boxed cells are harmed (q < alpha and a drop larger than min_effect; q is corrected across the "
-                "classes of each strength, not across strengths, and every strength is compared with the same off "
-                "runs, so neighbouring strengths' changes are not independent evidence).",
+                "boxed cells are harmed (q < alpha, q corrected across every class and strength of the page, and "
+                "a drop larger than min_effect; every strength is compared with the same off runs, so neighbouring "
+                "strengths' changes are not independent evidence).",
         svg=figures.svg(plot.change_map(c.difference, {r: c.order[r] for r in c.regularizers}, c.class_names),
                         "fig-heat"))
 
