@@ -34,6 +34,7 @@ _EXPORTS = {
     "false_positive_shift": "classaudit.analysis",
     "churn": "classaudit.analysis",
     "from_predictions": "classaudit.analysis",
+    "seeds_needed": "classaudit.analysis",
     "write_report": "classaudit.report",
     "build_report": "classaudit.report",
     "status": "classaudit.store",

@@ -312,6 +312,42 @@ def report(results: Path, out: Path | None, alpha: float, min_effect: float) -> 
     click.echo(f"report: {path / 'index.html'}")
 
 
+@cli.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--effect", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.03, show_default=True,
+              help="The loss of a class's accuracy to find, as a fraction (0.03 = 3 points).")
+@click.option("--power", "power_target", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
+              show_default=True, help="The chance of finding it.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="The report's false discovery rate.")
+@click.option("--harmed", "n_harmed", type=click.IntRange(1), default=3, show_default=True,
+              help="How many classes of the report truly lose that much.")
+def plan(results: Path, effect: float, power_target: float, alpha: float, n_harmed: int) -> None:
+    """How many seeds a study needs to find a loss of --effect, from a pilot's or a finished study's seed variances.
+
+    \b
+    Examples:
+      classaudit plan reports/cifar10/results --effect 0.03
+      classaudit plan results/pilot --effect 0.02 --power 0.9
+    """
+    from classaudit.analysis import seeds_needed
+    from classaudit.store import load_results
+
+    if not results.exists():
+        raise UsageError(f"{results}: no such results folder")
+    table = seeds_needed(load_results(results), effect=effect, power_target=power_target, alpha=alpha,
+                         n_harmed=n_harmed)
+    click.echo(f"Seeds per arm to find a {effect * 100:g}-point loss of a class with power {power_target:g} (report "
+               f"FDR {alpha:g}, {n_harmed} harmed classes), from the seed variances in {results}:")
+    for row in table.sort_values(["seeds", "class_id"], na_position="last").itertuples(index=False):
+        seeds = "more than 50" if row.seeds != row.seeds else f"{int(row.seeds)}"
+        click.echo(f"  {row.class_name:<24} {row.accuracy_off:6.1%} off  seed noise {row.scale:4.2f} x binomial  "
+                   f"{seeds:>12} seeds")
+    worst = table["seeds"].max()
+    click.echo(f"Every class: {'more than 50' if worst != worst else int(worst)} seeds; the median class: "
+               f"{int(table['seeds'].median()) if table['seeds'].notna().any() else 'more than 50'}.")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # status and listings
 

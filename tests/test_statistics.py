@@ -199,3 +199,36 @@ def test_a_class_missing_from_a_seed_is_untested_and_counted():
     row = table[table["class_id"] == 6].iloc[0]
     assert row["test_used"] == "none" and np.isnan(row["p_value"]) and row["n_seeds"] == 3 and row["n_seeds_off"] == 4
     assert (table.loc[table["class_id"] != 6, "n_seeds"] == 4).all()
+
+
+def test_seed_plan_matches_a_simulation_of_the_planned_study():
+    # A pilot of the simulated CIFAR-like study (seed noise 0.6 x binomial for every class), then the plan for a
+    # 3-point loss of the hardest class (71%): the planned seed count finds it with about the planned power in
+    # simulated studies, and two seeds fewer do clearly worse.
+    pilot = simulated_results(rng=30, phi=(0.6, 0.6))
+    plan = ca.seeds_needed(pilot, effect=0.03, power_target=0.8, n_harmed=3).set_index("class_id")
+    assert plan["scale"].between(0.45, 0.8).all()  # the pilot's estimate of the 0.6
+    seeds = int(plan.loc[3, "seeds"])
+    assert plan["seeds"].max() == seeds and 4 <= seeds <= 12  # the hardest class needs the most
+
+    def found(r: int) -> float:
+        on, off = simulated_accuracies(reps=120, rng=31 + r, phi=(0.6, 0.6), seeds=r,
+                                       effects={(0, 2, c): -0.03 for c in HARDEST})
+        delta = (on - off[:, None, None]).mean(axis=-1)
+        return report_flags(engine_pvalues(on, off, IMAGES), delta)[:, 0, 1, 3].mean()
+
+    at_plan, fewer = found(seeds), found(seeds - 2)
+    assert at_plan >= 0.72 and fewer < at_plan - 0.1
+
+
+def test_plan_command_prints_every_class(tmp_path, runner):
+    from classaudit.cli import cli
+
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "reports" / "cifar10" / "results"
+    out = runner.invoke(cli, ["plan", str(committed), "--effect", "0.03"])
+    assert out.exit_code == 0, out.output
+    assert "cat" in out.output and "Every class:" in out.output and "the median class:" in out.output
+    missing = runner.invoke(cli, ["plan", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no such results folder" in missing.output

@@ -20,6 +20,8 @@ The package, one concern a module, each importing only those above it:
     change        difference, harmed_fraction, class_dependence, regret
     confusion     confusion_shift, absorbers, false_positive_shift, churn
     ingest        from_predictions
+    plan          seeds_needed: how many seeds a loss of a given size needs
+    simulate      simulated sweeps with a known answer (calibration, power, seed plans)
     plot          the figures, as matplotlib Figures (imported when first drawn: matplotlib is slow to load)
     audit         Audit: the same analyses behind one object, options set once, tables cached
 """
@@ -33,6 +35,7 @@ from classaudit.analysis.checks import *  # noqa: F403  the messages, which test
 from classaudit.analysis.checks import AnalysisError
 from classaudit.analysis.confusion import absorbers, churn, confusion_shift, false_positive_shift
 from classaudit.analysis.ingest import from_predictions
+from classaudit.analysis.plan import seeds_needed
 from classaudit.analysis.points import choose_strength
 
 __all__ = [
@@ -50,4 +53,5 @@ __all__ = [
     "harmed_fraction",
     "overall",
     "regret",
+    "seeds_needed",
 ]
