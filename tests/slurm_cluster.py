@@ -72,7 +72,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _config(folder: Path, node: str, cpus: int) -> str:
+def _config(folder: Path, node: str, cpus: int, max_array_size: int) -> str:
     return f"""\
 ClusterName=classaudit-test
 SlurmctldHost={node}(127.0.0.1)
@@ -102,7 +102,7 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 ReturnToService=2
 SlurmdParameters=config_overrides
-MaxArraySize={MAX_ARRAY_SIZE}
+MaxArraySize={max_array_size}
 # scancel: SIGTERM, then SIGKILL after KillWait seconds (submitit's jobs ignore SIGTERM, waiting for the kill)
 KillWait=2
 MinJobAge=300
@@ -118,6 +118,11 @@ def slurm_cluster():
     reason = why_not()
     if reason:
         pytest.skip(reason)
+    yield from running_cluster(MAX_ARRAY_SIZE)
+
+
+def running_cluster(max_array_size: int):
+    """Start the cluster, yield it, stop it (a generator, so that a script can run one outside the tests too)."""
     import classaudit
 
     folder = Path(tempfile.mkdtemp(prefix="slurm-", dir="/tmp"))  # short: munge's socket path must fit 107 bytes
@@ -128,11 +133,11 @@ def slurm_cluster():
     key.write_bytes(os.urandom(1024))
     key.chmod(0o400)
     node = socket.gethostname().split(".")[0]  # what `hostname -s` prints: slurmd looks itself up by it
-    (folder / "slurm.conf").write_text(_config(folder, node, cpus=2))
+    (folder / "slurm.conf").write_text(_config(folder, node, cpus=2, max_array_size=max_array_size))
     here = str(Path(classaudit.__file__).resolve().parents[1])
     env = {"SLURM_CONF": str(folder / "slurm.conf"),
            "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
-    cluster = SlurmCluster(folder, env, MAX_ARRAY_SIZE)
+    cluster = SlurmCluster(folder, env, max_array_size)
     munge = folder / "munge"
     commands = {
         "munged": [_which("munged"), "--foreground", "--force", f"--socket={munge}/munge.socket",

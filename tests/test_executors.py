@@ -27,7 +27,7 @@ import pytest
 from classaudit.cli import cli
 from classaudit.config import load_study
 from classaudit.errors import UsageError
-from classaudit.executors import Task, make_executor
+from classaudit.executors import EXECUTORS, Task, check_executor, make_executor
 from classaudit.executors.base import for_worker
 from classaudit.executors.slurm import CLUSTER_ENV
 from classaudit.store import ResultsFolder
@@ -145,6 +145,33 @@ def test_ray_refuses_slurm_options():
         make_executor("ray", workers=1, partition="gpu", time_limit=10)
 
 
+def test_options_of_other_executors_are_one_line_per_set_of_executors_that_take_them():
+    with pytest.raises(UsageError) as e:
+        check_executor("local", partition="gpu", gpus_per_run=1, time_limit=5, cpus_per_run=0.5)
+    assert str(e.value).splitlines() == [
+        "option --gpus-per-run: only for --executor ray or slurm; leave it out with --executor local",
+        "option --partition, --time-limit: only for --executor slurm; leave it out with --executor local",
+        "option --cpus-per-run: value 0.5 is not a whole number >= 1; with --executor local it is each run's torch "
+        "thread count",
+    ]
+
+
+def test_executor_names_are_the_registrys():
+    sweep_options = {option.name: option for option in cli.commands["sweep"].params}
+    assert tuple(sweep_options["executor"].type.choices) == EXECUTORS == ("local", "inprocess", "ray", "slurm")
+    assert sweep_options["executor"].default == "local"
+    with pytest.raises(UsageError, match='^option --executor: value "lokal" is not known; allowed: inprocess, '
+                                         'local, ray, slurm$'):
+        check_executor("lokal")
+
+
+def test_checking_an_executor_imports_neither_ray_nor_submitit():
+    code = ("import sys; from classaudit.executors import check_executor; check_executor('ray', address='auto'); "
+            "check_executor('slurm', cluster='local'); print(sorted({'ray', 'submitit', 'torch'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "[]\n", done.stderr
+
+
 def test_slurm_without_slurm_says_how_to_run_locally(monkeypatch, runner, tiny_study, tmp_path):
     pytest.importorskip("submitit")
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
@@ -157,6 +184,54 @@ def test_slurm_without_slurm_says_how_to_run_locally(monkeypatch, runner, tiny_s
     with pytest.raises(UsageError, match='CLASSAUDIT_SLURM_CLUSTER: value "cloud" is not known; allowed: slurm, '
                                          'local, debug'):
         make_executor("slurm", workers=1)
+
+
+def fake_command(folder: Path, name: str, stdout: str = "", stderr: str = "", status: int = 0) -> None:
+    """An executable `name` in `folder` that prints the given text and exits with `status`."""
+    script = folder / name
+    script.write_text(f"#!/bin/sh\nprintf '%s' '{stdout}'\nprintf '%s' '{stderr}' >&2\nexit {status}\n")
+    script.chmod(0o755)
+
+
+@dataclasses.dataclass
+class FakeJob:
+    job_id: str
+    paths: object
+
+
+def test_slurm_job_ends_by_its_result_file_or_by_squeue(monkeypatch, tmp_path):
+    """How the Slurm executor tells that a job ended, with squeue replaced by a script: a result file ends it at
+    once; a final state or a job squeue no longer knows ends it only on the second look in a row; a failing
+    squeue ends nothing."""
+    from classaudit.executors.slurm import _SlurmQueue
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    result = tmp_path / "result.pkl"
+    result.write_bytes(b"")
+    jobs = [FakeJob(f"7_{i}", dataclasses.make_dataclass("P", ["result_pickle"])(tmp_path / f"none{i}"))
+            for i in range(4)] + [FakeJob("7_4", dataclasses.make_dataclass("P", ["result_pickle"])(result))]
+    watch = _SlurmQueue()
+    fake_command(tmp_path, "squeue", "7_0 RUNNING\n7_1 CANCELLED\n7_2 PREEMPTED\n")  # 7_3: no longer listed
+    assert watch.ended(jobs) == {"7_4": None}
+    assert watch.ended(jobs) == {"7_4": None, "7_1": "CANCELLED", "7_3": "no longer listed by squeue"}
+    fake_command(tmp_path, "squeue", stderr="slurm_load_jobs error: Invalid job id specified", status=1)
+    assert set(watch.ended(jobs)) == {"7_1", "7_3", "7_4"}  # 7_0 and 7_2 were running on the look before
+    assert watch.ended(jobs[:3]) == {"7_0": "no longer listed by squeue", "7_1": "no longer listed by squeue",
+                                     "7_2": "no longer listed by squeue"}
+    fake_command(tmp_path, "squeue", stderr="slurm_load_jobs error: Unable to contact slurm controller", status=1)
+    again = _SlurmQueue()
+    assert again.ended(jobs) == again.ended(jobs) == {"7_4": None}
+
+
+def test_slurm_array_size_is_the_clusters(monkeypatch, tmp_path):
+    from classaudit.executors.slurm import DEFAULT_MAX_ARRAY_SIZE, max_array_size
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert max_array_size() == DEFAULT_MAX_ARRAY_SIZE == 1001  # no scontrol here
+    fake_command(tmp_path, "scontrol", "MailProg                = /bin/mail\nMaxArraySize            = 40\n")
+    assert max_array_size() == 40
+    fake_command(tmp_path, "scontrol", "MaxArraySize            = 0\n")
+    assert max_array_size() == 1  # no arrays: one run per job
 
 
 def test_workers_get_absolute_paths_and_the_reserved_cpus_as_threads(monkeypatch, tmp_path):

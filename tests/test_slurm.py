@@ -1,6 +1,6 @@
 """The Slurm executor on a real single-node Slurm cluster (tests/slurm_cluster.py; skipped where it cannot
-start): a sweep's results equal the in-process executor's; a sweep killed outright resumes without training
-its finished runs again; a run that raises, a job cancelled with scancel and a job whose Python cannot load
+start): a sweep's results equal the in-process executor's; a killed sweep resumes without training its
+finished runs again; a run that raises, a job cancelled with scancel and a job whose Python cannot load
 its task are recorded as failed while the other goes on; a study larger than one job array goes into several.
 
 Each run uses one torch thread, as in the reference (the thread count changes the last bits of the results).
@@ -62,8 +62,10 @@ def test_sweep_on_slurm_equals_inprocess_in_several_arrays(slurm, reference, stu
     assert {json.loads(p.read_text())["environment"]["threads"] for p in records} == {1}
 
 
-def test_sweep_killed_outright_resumes_without_training_finished_runs(slurm, reference, study_files, runner,
-                                                                     tmp_path):
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_sweep_killed_resumes_without_training_finished_runs(slurm, reference, study_files, runner, tmp_path, how):
+    """SIGTERM (kill, Ctrl-C) stops the sweep, which cancels its jobs; after SIGKILL its jobs run on, for nobody.
+    Either way the same command then trains only the runs not stored."""
     _, small = study_files  # 2 runs, one job at a time: the first is stored while the second trains
     results, jobs = tmp_path / "r", tmp_path / "jobs"
     command = [str(Path(sys.executable).with_name("classaudit")), "sweep", str(small), "--results", str(results),
@@ -75,13 +77,19 @@ def test_sweep_killed_outright_resumes_without_training_finished_runs(slurm, ref
         while not (results / "runs").is_dir() or not any((results / "runs").iterdir()):  # a first run is stored
             assert driver.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()
             time.sleep(0.2)
-        driver.send_signal(signal.SIGKILL)  # no chance to cancel its jobs: the second runs on, for nobody
-        driver.wait()
+        driver.send_signal(getattr(signal, how))
+        driver.wait(60)
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait()
     assert len(ResultsFolder(results).run_ids()) == 1
+    if how == "SIGTERM":
+        assert driver.returncode == 130, (tmp_path / "sweep.log").read_text()
+        deadline = time.monotonic() + 30
+        while slurm.jobs() and time.monotonic() < deadline:  # cancelled: gone once its processes are
+            time.sleep(0.2)
+        assert not slurm.jobs()
 
     again = sweep_cli(runner, small, results, "--executor", "slurm", "--slurm-folder", str(jobs))
     assert again.exit_code == 0, again.output

@@ -106,40 +106,52 @@ class SlurmExecutor(Executor):
         if not queue:
             return
         ex = self._executor()
-        on_slurm = self.cluster == "slurm"
-        watch = _SlurmQueue() if on_slurm else None
-        array_size = max_array_size() if on_slurm else 0
+        watch = _SlurmQueue() if self.cluster == "slurm" else None
+        array_size = max_array_size() if watch else 0
         running: list = []  # (job, task)
         try:
             while queue or running:
                 # On Slurm the scheduler keeps `workers` of an array running, so an array goes in once the one
                 # before it has ended. submitit's local and debug clusters have no such limit: there we hand over
                 # `workers` runs at a time.
-                free = (0 if running else array_size) if on_slurm else self.workers - len(running)
+                free = (0 if running else array_size) if watch else self.workers - len(running)
                 if queue and free > 0:
                     batch, queue = queue[:free], queue[free:]
                     running += zip(ex.map_array(run_task, batch), batch)
-                if watch is not None:
+                if watch:
                     ended = watch.ended([job for job, _ in running])
                 else:
                     ended = {job.job_id: None for job, _ in running if job.done()}
                 if not ended:
-                    time.sleep(POLL_SECONDS if on_slurm else 0.1)
+                    time.sleep(POLL_SECONDS if watch else 0.1)
                     continue
                 for pair in [(job, task) for job, task in running if job.job_id in ended]:
                     running.remove(pair)
                     yield _job_outcome(*pair, ended[pair[0].job_id])
-        finally:
-            for job, _ in running:  # the sweep stopped early (Ctrl-C): nobody would store these results
-                try:
-                    job.cancel(check=False)
-                except Exception:  # cancelling is best effort; the time limit ends the job anyway
-                    pass
+        finally:  # the sweep stopped early (Ctrl-C): nobody would store these results
+            _cancel([job for job, _ in running], on_slurm=watch is not None)
+
+
+def _cancel(jobs: list, on_slurm: bool) -> None:
+    """Cancel `jobs`, best effort (the time limit ends them anyway): on Slurm with one scancel of their arrays,
+    however many runs they hold."""
+    if on_slurm and jobs:
+        try:
+            subprocess.run(["scancel", *sorted({job.job_id.split("_")[0] for job in jobs})], capture_output=True,
+                           timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            pass
+        return
+    for job in jobs:
+        try:
+            job.cancel(check=False)
+        except Exception:
+            pass
 
 
 def max_array_size() -> int:
     """The cluster's MaxArraySize (the most runs one job array may hold), or Slurm's default when scontrol
-    cannot say. 0 means the cluster allows no arrays: then each run is a job of its own."""
+    cannot say. A cluster that allows no arrays (0) gets one run at a time, each a job of its own."""
     try:
         config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=60,
                                 check=True).stdout
