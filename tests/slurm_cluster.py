@@ -39,6 +39,13 @@ class SlurmCluster:
         return subprocess.run(command, env={**os.environ, **self.env}, capture_output=True, text=True, timeout=60,
                               check=True).stdout
 
+    def cancel_all(self, timeout: float = 30) -> None:
+        """Cancel every job and wait until squeue lists none (their processes are gone)."""
+        self.run("scancel", f"--user={os.geteuid()}")
+        deadline = time.monotonic() + timeout
+        while self.jobs() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
     def jobs(self, *states: str) -> list[str]:
         """The ids of the jobs squeue lists (one per array element), in the given states (default: any active)."""
         return self.run("squeue", "--noheader", "--array", "--format=%i",
@@ -190,10 +197,7 @@ def _stop(cluster: SlurmCluster, daemons: dict[str, subprocess.Popen]) -> None:
     the daemons, slurmd first."""
     if "slurmd" in daemons and daemons["slurmd"].poll() is None:
         try:
-            cluster.run("scancel", f"--user={os.geteuid()}")
-            deadline = time.monotonic() + 30
-            while cluster.jobs() and time.monotonic() < deadline:
-                time.sleep(0.5)
+            cluster.cancel_all()
         except (subprocess.SubprocessError, OSError):
             pass
     for name in ("slurmd", "slurmctld", "munged"):

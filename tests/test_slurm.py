@@ -36,12 +36,14 @@ pytestmark = pytest.mark.slurm
 @pytest.fixture
 def slurm(slurm_cluster, monkeypatch):
     """The cluster, with this test's environment pointing Slurm's commands at it; the executor looks every
-    second instead of every five."""
+    second instead of every five. Afterwards every job still there (a killed sweep's) is cancelled, so that
+    each test starts on an empty cluster."""
     for key, value in slurm_cluster.env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv(CLUSTER_ENV, raising=False)
     monkeypatch.setattr("classaudit.executors.slurm.POLL_SECONDS", 1.0)
-    return slurm_cluster
+    yield slurm_cluster
+    slurm_cluster.cancel_all()
 
 
 def arrays(jobs: Path) -> list[int]:
@@ -74,7 +76,7 @@ def test_sweep_killed_resumes_without_training_finished_runs(slurm, reference, s
         driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while not (results / "runs").is_dir() or not any((results / "runs").iterdir()):  # a first run is stored
+        while not ResultsFolder(results).run_ids():  # a first run is stored
             assert driver.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()
             time.sleep(0.2)
         driver.send_signal(getattr(signal, how))
@@ -155,7 +157,8 @@ def test_failed_jobs_are_recorded_and_the_others_go_on(slurm, runner, tmp_path, 
     with CancelRunning(slurm, 1) as canceller:
         summary = run_sweep(study, results, executor)
     assert canceller.cancelled is not None
-    assert sorted(summary.trained) == sorted(todo[3:]) and sorted(summary.failed) == sorted(todo[:3])
+    assert sorted(summary.trained) == sorted(todo[3:]) and sorted(summary.failed) == sorted(todo[:3]), (
+        todo, summary.failed, canceller.cancelled)
 
     def failure(run_id):
         return json.loads((results / "failed" / f"{run_id}.json").read_text())
