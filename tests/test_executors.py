@@ -165,6 +165,18 @@ def test_executor_names_are_the_registrys():
         check_executor("lokal")
 
 
+def test_the_registry_lists_the_options_each_backend_takes():
+    import importlib
+    import inspect
+
+    from classaudit.executors.registry import BACKENDS, OPTIONS
+
+    for backend in BACKENDS.values():
+        module = importlib.import_module(backend.module)
+        assert set(inspect.signature(module.check).parameters) == backend.options <= set(OPTIONS), backend.name
+        assert set(inspect.signature(module.make).parameters) == backend.options | {"workers"}, backend.name
+
+
 def test_checking_an_executor_imports_neither_ray_nor_submitit():
     code = ("import sys; from classaudit.executors import check_executor; check_executor('ray', address='auto'); "
             "check_executor('slurm', cluster='local'); print(sorted({'ray', 'submitit', 'torch'} & set(sys.modules)))")

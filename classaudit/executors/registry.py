@@ -22,19 +22,15 @@ class Backend:
     module: str
     options: frozenset[str]  # the options it takes beside `workers`
     here: bool  # runs on this machine: the sweep splits the cores between workers, and --device is checked here
-    description: str
 
 
+# What each one is: the package's docstring (classaudit/executors/__init__.py).
 BACKENDS = {b.name: b for b in (
-    Backend("local", "classaudit.executors.local", frozenset({"cpus_per_run"}), True,
-            "a pool of worker processes on this machine, threads split between them (the default)"),
-    Backend("inprocess", "classaudit.executors.inprocess", frozenset({"cpus_per_run"}), True,
-            "one run after another in this process (debugging, tests)"),
-    Backend("ray", "classaudit.executors.ray", frozenset({"address", "cpus_per_run", "gpus_per_run"}), False,
-            "Ray core tasks on a cluster (pip install 'classaudit[ray]')"),
+    Backend("local", "classaudit.executors.local", frozenset({"cpus_per_run"}), True),
+    Backend("inprocess", "classaudit.executors.inprocess", frozenset({"cpus_per_run"}), True),
+    Backend("ray", "classaudit.executors.ray", frozenset({"address", "cpus_per_run", "gpus_per_run"}), False),
     Backend("slurm", "classaudit.executors.slurm",
-            frozenset({"cpus_per_run", "gpus_per_run", "partition", "time_limit", "folder", "cluster"}), False,
-            "Slurm job arrays through submitit (pip install 'classaudit[slurm]')"),
+            frozenset({"cpus_per_run", "gpus_per_run", "partition", "time_limit", "folder", "cluster"}), False),
 )}
 EXECUTORS = tuple(BACKENDS)  # the names --executor takes, the default first
 
