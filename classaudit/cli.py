@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from classaudit.errors import EnvironmentProblem, UsageError
+from classaudit.executors.registry import EXECUTORS
 
 EPILOG_SWEEP = """\b
 Examples:
@@ -105,7 +106,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Results folder [default: results/<study name>].")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, envvar="CLASSAUDIT_DATA",
               help="Where data sets are downloaded and cached [env CLASSAUDIT_DATA; default ~/.cache/classaudit].")
-@click.option("--executor", type=click.Choice(["local", "inprocess", "ray", "slurm"]), default="local",
+@click.option("--executor", type=click.Choice(EXECUTORS), default=EXECUTORS[0],
               show_default=True, help="Where runs execute.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Runs at once (local: processes, threads split between them; ray/slurm: max concurrent).")
@@ -136,14 +137,14 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
     Results go to a folder that one sweep at a time may write.
     """
     from classaudit.config import load_study
-    from classaudit.executors import check_executor, make_executor
+    from classaudit.executors import check_executor, make_executor, runs_here
     from classaudit.sweep import check_size, plan, record_study, run_sweep
 
     study = load_study(study_file, [*sets, *([f"train.epochs={epochs}"] if epochs is not None else [])])
     if device != "auto":
         from classaudit.train import check_device
 
-        check_device(device, here=executor in ("local", "inprocess"))
+        check_device(device, here=runs_here(executor))
     options = dict(address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, partition=partition,
                    time_limit=time_limit, folder=slurm_folder)
     # Every usage check comes before the data set is loaded (or downloaded) and before anything is written;

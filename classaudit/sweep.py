@@ -12,7 +12,7 @@ from pathlib import Path
 
 from classaudit.config import Run, Study, count_runs, expand
 from classaudit.errors import EnvironmentProblem, UsageError
-from classaudit.executors import Outcome, Task, threads_per_worker
+from classaudit.executors import Outcome, Task, runs_here, threads_per_worker
 from classaudit.store import ResultsFolder
 
 
@@ -90,8 +90,10 @@ def run_sweep(
         folder.write_study(study.name, study.path, the_plan.runs)
         if on_start is not None:
             on_start(the_plan)
-        local = executor.name in ("local", "inprocess")
-        threads = (getattr(executor, "threads", None) or threads_per_worker(workers)) if local else None
+        # On this machine the sweep splits the cores between the workers; on a cluster each run's threads are
+        # the CPUs it reserved, which its executor sets.
+        here = runs_here(executor.name)
+        threads = (getattr(executor, "threads", None) or threads_per_worker(workers)) if here else None
         pending = {r.run_id: r for r in the_plan.todo}
         attempts = {rid: 0 for rid in pending}
         while pending:

@@ -282,7 +282,7 @@ def test_set_and_epochs_override_the_study_and_change_the_run_ids(tiny_study, ru
 
 
 def test_retries_try_a_failing_run_again_within_the_sweep(tiny_study, runner, tmp_path, monkeypatch):
-    import classaudit.executors as executors
+    import classaudit.executors.base as executors
 
     real, calls = executors.execute_task, []
 

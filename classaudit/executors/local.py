@@ -1,13 +1,4 @@
-"""Executors: run a list of tasks somewhere and hand back each outcome as it finishes.
-
-They know nothing about training: a task is a picklable description, `execute_task` (in the worker) turns
-it into a RunResult. Every executor yields `Outcome`s in completion order; the driver alone writes results.
-
-    inprocess   one after another in this process (debugging, tests)
-    local       a pool of worker processes on this machine, threads split between them (the default)
-    ray         Ray core tasks on a cluster       (pip install 'classaudit[ray]')
-    slurm       submitit job arrays on Slurm       (pip install 'classaudit[slurm]')
-"""
+"""The local executor: a pool of worker processes on this machine, threads split between them (the default)."""
 
 from __future__ import annotations
 
@@ -16,73 +7,13 @@ import pickle
 import signal
 import threading
 import time
-import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Iterator
 
-from classaudit.errors import UsageError
-from classaudit.result import RunResult
-
-EXECUTORS = ("inprocess", "local", "ray", "slurm")
+from classaudit.executors.base import Executor, Outcome, Task, run_task, thread_count_problems
 
 
-@dataclass(frozen=True)
-class Task:
-    run_id: str
-    label: str
-    config: Mapping[str, Any]
-    data_dir: str | None = None
-    device: str | None = None
-    threads: int | None = None
-    checkpoint_dir: str | None = None  # where the run saves its state each epoch; must be shared on a cluster
-
-
-@dataclass
-class Outcome:
-    task: Task
-    result: RunResult | None = None
-    error: str | None = None
-    traceback: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.result is not None
-
-
-def execute_task(task: Task) -> RunResult:
-    """Runs in the worker: set the thread count, train, return the result."""
-    import torch
-
-    from classaudit.train import train_one
-
-    if task.threads:
-        torch.set_num_threads(task.threads)
-    checkpoint = os.path.join(task.checkpoint_dir, f"{task.run_id}.pt") if task.checkpoint_dir else None
-    return train_one(dict(task.config), run_id=task.run_id, data_dir=task.data_dir, device=task.device,
-                     checkpoint=checkpoint)
-
-
-def _guarded(task: Task) -> Outcome:
-    try:
-        return Outcome(task, result=execute_task(task))
-    except Exception as e:  # a failed run is an outcome, not the end of the sweep
-        return Outcome(task, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-
-
-class InProcessExecutor:
-    name = "inprocess"
-
-    def __init__(self, threads: int | None = None):
-        self.threads = threads  # torch threads per run; None: all of this machine's cores
-
-    def map(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
-        for task in tasks:
-            yield _guarded(task)
-
-
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Worker processes on this machine, each with a pipe of its own, started with 'spawn' (a forked torch can
     deadlock on its thread pools). A worker that dies (out of memory, killed) fails the one run it held; a new
     worker takes the next task, and the other runs go on.
@@ -191,54 +122,18 @@ def _serve(conn) -> None:
             return
         if task is None:
             return
-        outcome = _guarded(task)
+        outcome = run_task(task)
         try:
             conn.send(outcome)
         except (pickle.PicklingError, TypeError, AttributeError) as e:  # nothing was written: say why instead
             conn.send(Outcome(task, error=f"the run's result could not be sent back: {type(e).__name__}: {e}"))
 
 
-def threads_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+def check(*, cpus_per_run: float | None = None) -> list[str]:
+    return thread_count_problems(LocalExecutor.name, cpus_per_run)
 
 
-# The options only cluster executors take: the command-line option that sets each, and which executors.
-CLUSTER_OPTIONS = {"address": ("--address", "ray"), "gpus_per_run": ("--gpus-per-run", "ray or slurm"),
-                   "partition": ("--partition", "slurm"), "time_limit": ("--time-limit", "slurm"),
-                   "folder": ("--slurm-folder", "slurm"), "cluster": ("cluster", "slurm")}
-
-
-def check_executor(name: str, **options: Any) -> None:
-    """Raise one UsageError listing every problem with executor `name` and its options (None = not given),
-    starting nothing: called before any data is loaded, and by a dry run."""
-    given = {k: v for k, v in options.items() if v is not None}
-    if name in ("local", "inprocess"):
-        problems = [f"option {CLUSTER_OPTIONS[k][0]}: only for --executor {CLUSTER_OPTIONS[k][1]}; leave it out "
-                    f"with --executor {name}" for k in given if k in CLUSTER_OPTIONS]
-        cpus = given.get("cpus_per_run")
-        if cpus is not None and (cpus != int(cpus) or cpus < 1):
-            problems.append(f"option --cpus-per-run: value {cpus:g} is not a whole number >= 1; with --executor "
-                            f"{name} it is each run's torch thread count")
-        if problems:
-            raise UsageError("\n".join(problems))
-    elif name in ("ray", "slurm"):
-        from classaudit import cluster
-
-        cluster.check(name, **given)
-    else:
-        raise UsageError(f"option --executor: value \"{name}\" is not known; allowed: {', '.join(EXECUTORS)}")
-
-
-def make_executor(name: str, *, workers: int = 1, **options: Any):
-    """The executor called `name`, after check_executor. Local and in-process runs use --cpus-per-run threads
-    each when it is given, so that a run gives the same bits as on a cluster with the same --cpus-per-run."""
-    check_executor(name, **options)
-    given = {k: v for k, v in options.items() if v is not None}
-    threads = int(given["cpus_per_run"]) if "cpus_per_run" in given else None
-    if name == "inprocess":
-        return InProcessExecutor(threads)
-    if name == "local":
-        return LocalExecutor(workers, threads)
-    from classaudit import cluster
-
-    return cluster.make(name, workers=workers, **given)
+def make(*, workers: int, cpus_per_run: float | None = None) -> LocalExecutor:
+    """--cpus-per-run threads per run when given (else the cores split between the workers), so that a run gives
+    the same bits as on a cluster with the same --cpus-per-run."""
+    return LocalExecutor(workers, None if cpus_per_run is None else int(cpus_per_run))

@@ -1,6 +1,7 @@
-"""The Ray and Slurm (submitit) executors, end to end: a real Ray head on loopback and submitit's local jobs
-give results identical to the in-process executor's; a run that raises in the worker and a worker killed
-mid-run are recorded as failures while the sweep finishes the others, and the next sweep completes them.
+"""The executors, end to end: a real Ray head on loopback and submitit's local jobs give results identical to
+the in-process executor's; a run that raises in the worker and a worker killed mid-run are recorded as failures
+while the sweep finishes the others, and the next sweep completes them. The option checks of the registry.
+(Slurm itself, a real single-node cluster: test_slurm.py.)
 
 Every comparison runs each run with one torch thread: the thread count changes the last bits of the float
 sums (p_true differs by ~1e-7 between 1 and 2 threads), and identical means identical here.
@@ -21,79 +22,22 @@ import threading
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from classaudit import cluster
 from classaudit.cli import cli
 from classaudit.config import load_study
 from classaudit.errors import UsageError
-from classaudit.executors import Task
-from classaudit.store import ResultsFolder, load_predictions, load_results
+from classaudit.executors import EXECUTORS, Task, check_executor, make_executor
+from classaudit.executors.base import for_worker
+from classaudit.executors.slurm import CLUSTER_ENV
+from classaudit.store import ResultsFolder
 from classaudit.sweep import run_sweep
-from tests.conftest import TINY_STUDY
+from tests.conftest import TINY_STUDY, BreakOne, assert_same_results, one_thread, sweep_cli
 
 # Read by Ray when it is imported: keep every Ray address on loopback (Ray otherwise swaps 127.0.0.1 for the
 # machine's outward address), and send no usage statistics.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-# One seed, one axis: the two runs of the tiny study at seed 0 on the crop axis (same configs, same run ids).
-SMALL_STUDY = TINY_STUDY.replace("seeds = [0, 1]", "seeds = [0]").split("[sweep.cutmix]")[0]
-
-
-def one_thread(monkeypatch) -> None:
-    """In-process and local-pool runs get cpu_count // workers threads; make it 1, as on Ray and Slurm."""
-    monkeypatch.setattr("classaudit.sweep.threads_per_worker", lambda workers: 1)
-
-
-def sweep_cli(runner, study, results, *extra):
-    return runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--no-progress", *extra])
-
-
-def assert_same_results(results, reference) -> None:
-    pd.testing.assert_frame_equal(load_results(results), load_results(reference))
-    pd.testing.assert_frame_equal(load_predictions(results), load_predictions(reference))
-
-
-@pytest.fixture(scope="module")
-def study_files(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("studies")
-    (tmp / "tiny.toml").write_text(TINY_STUDY)
-    (tmp / "small.toml").write_text(SMALL_STUDY.replace('name = "tiny"', 'name = "small"'))
-    return tmp / "tiny.toml", tmp / "small.toml"
-
-
-@pytest.fixture(scope="module")
-def reference(study_files, tmp_path_factory):
-    """The tiny and small studies swept in this process, one thread per run."""
-    from click.testing import CliRunner
-
-    out = {}
-    with pytest.MonkeyPatch.context() as mp:
-        one_thread(mp)
-        for study in study_files:
-            results = tmp_path_factory.mktemp("reference") / study.stem
-            result = sweep_cli(CliRunner(), study, results, "--executor", "inprocess")
-            assert result.exit_code == 0, result.output
-            out[study.stem] = results
-    return out
-
-
-class BreakOne:
-    """Wraps an executor and hands it one task whose config names a model that does not exist, so that run
-    raises inside the worker, as a run with a bad recipe would. Nothing in the executors knows about this."""
-
-    def __init__(self, inner, run_id: str):
-        self.inner, self.run_id = inner, run_id
-        self.name = inner.name
-
-    def map(self, tasks):
-        def broken(t):
-            return dataclasses.replace(t, config={**t.config, "model": {"name": "no_such_model"}})
-
-        yield from self.inner.map([broken(t) if t.run_id == self.run_id else t for t in tasks])
-
 
 class KillFirst(threading.Thread):
     """Kills (SIGKILL) the first process whose command line satisfies `match(pid, cmdline)`, once."""
@@ -182,12 +126,12 @@ def test_missing_ray_is_one_line_and_writes_nothing(monkeypatch, runner, tiny_st
 def test_missing_submitit_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)
     with pytest.raises(UsageError, match=r"^--executor slurm needs submitit: pip install 'classaudit\[slurm\]'$"):
-        cluster.make("slurm", workers=1, cluster="local")
+        make_executor("slurm", workers=1, cluster="local")
 
 
 def test_slurm_options_are_checked_together():
     with pytest.raises(UsageError) as e:
-        cluster.make("slurm", workers=1, address="auto", cpus_per_run=1.5, gpus_per_run=0.5, cluster="local")
+        make_executor("slurm", workers=1, address="auto", cpus_per_run=1.5, gpus_per_run=0.5, cluster="local")
     assert str(e.value).splitlines() == [
         "option --address: only for --executor ray; leave it out with --executor slurm",
         "option --cpus-per-run: value 1.5 is not a whole number >= 1; Slurm allocates whole CPUs",
@@ -198,30 +142,117 @@ def test_slurm_options_are_checked_together():
 
 def test_ray_refuses_slurm_options():
     with pytest.raises(UsageError, match="^option --partition, --time-limit: only for --executor slurm"):
-        cluster.make("ray", workers=1, partition="gpu", time_limit=10)
+        make_executor("ray", workers=1, partition="gpu", time_limit=10)
+
+
+def test_options_of_other_executors_are_one_line_per_set_of_executors_that_take_them():
+    with pytest.raises(UsageError) as e:
+        check_executor("local", partition="gpu", gpus_per_run=1, time_limit=5, cpus_per_run=0.5)
+    assert str(e.value).splitlines() == [
+        "option --gpus-per-run: only for --executor ray or slurm; leave it out with --executor local",
+        "option --partition, --time-limit: only for --executor slurm; leave it out with --executor local",
+        "option --cpus-per-run: value 0.5 is not a whole number >= 1; with --executor local it is each run's torch "
+        "thread count",
+    ]
+
+
+def test_executor_names_are_the_registrys():
+    sweep_options = {option.name: option for option in cli.commands["sweep"].params}
+    assert tuple(sweep_options["executor"].type.choices) == EXECUTORS == ("local", "inprocess", "ray", "slurm")
+    assert sweep_options["executor"].default == "local"
+    with pytest.raises(UsageError, match='^option --executor: value "lokal" is not known; allowed: inprocess, '
+                                         'local, ray, slurm$'):
+        check_executor("lokal")
+
+
+def test_the_registry_lists_the_options_each_backend_takes():
+    import importlib
+    import inspect
+
+    from classaudit.executors.registry import BACKENDS, OPTIONS
+
+    for backend in BACKENDS.values():
+        module = importlib.import_module(backend.module)
+        assert set(inspect.signature(module.check).parameters) == backend.options <= set(OPTIONS), backend.name
+        assert set(inspect.signature(module.make).parameters) == backend.options | {"workers"}, backend.name
+
+
+def test_checking_an_executor_imports_neither_ray_nor_submitit():
+    code = ("import sys; from classaudit.executors import check_executor; check_executor('ray', address='auto'); "
+            "check_executor('slurm', cluster='local'); print(sorted({'ray', 'submitit', 'torch'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "[]\n", done.stderr
 
 
 def test_slurm_without_slurm_says_how_to_run_locally(monkeypatch, runner, tiny_study, tmp_path):
     pytest.importorskip("submitit")
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
-    monkeypatch.delenv(cluster.CLUSTER_ENV, raising=False)
+    monkeypatch.delenv(CLUSTER_ENV, raising=False)
     out = sweep_cli(runner, tiny_study, tmp_path / "r", "--executor", "slurm")
     assert out.exit_code == 2
     assert "Slurm's sbatch is not on PATH here" in out.output and "CLASSAUDIT_SLURM_CLUSTER=local" in out.output
     assert not (tmp_path / "r").exists()
-    monkeypatch.setenv(cluster.CLUSTER_ENV, "cloud")
+    monkeypatch.setenv(CLUSTER_ENV, "cloud")
     with pytest.raises(UsageError, match='CLASSAUDIT_SLURM_CLUSTER: value "cloud" is not known; allowed: slurm, '
                                          'local, debug'):
-        cluster.make("slurm", workers=1)
+        make_executor("slurm", workers=1)
+
+
+def fake_command(folder: Path, name: str, stdout: str = "", stderr: str = "", status: int = 0) -> None:
+    """An executable `name` in `folder` that prints the given text and exits with `status`."""
+    script = folder / name
+    script.write_text(f"#!/bin/sh\nprintf '%s' '{stdout}'\nprintf '%s' '{stderr}' >&2\nexit {status}\n")
+    script.chmod(0o755)
+
+
+@dataclasses.dataclass
+class FakeJob:
+    job_id: str
+    paths: object
+
+
+def test_slurm_job_ends_by_its_result_file_or_by_squeue(monkeypatch, tmp_path):
+    """How the Slurm executor tells that a job ended, with squeue replaced by a script: a result file ends it at
+    once; a final state or a job squeue no longer knows ends it only on the second look in a row; a failing
+    squeue ends nothing."""
+    from classaudit.executors.slurm import _SlurmQueue
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    result = tmp_path / "result.pkl"
+    result.write_bytes(b"")
+    jobs = [FakeJob(f"7_{i}", dataclasses.make_dataclass("P", ["result_pickle"])(tmp_path / f"none{i}"))
+            for i in range(4)] + [FakeJob("7_4", dataclasses.make_dataclass("P", ["result_pickle"])(result))]
+    watch = _SlurmQueue()
+    fake_command(tmp_path, "squeue", "7_0 RUNNING\n7_1 CANCELLED\n7_2 PREEMPTED\n")  # 7_3: no longer listed
+    assert watch.ended(jobs) == {"7_4": None}
+    assert watch.ended(jobs) == {"7_4": None, "7_1": "CANCELLED", "7_3": "no longer listed by squeue"}
+    fake_command(tmp_path, "squeue", stderr="slurm_load_jobs error: Invalid job id specified", status=1)
+    assert set(watch.ended(jobs)) == {"7_1", "7_3", "7_4"}  # 7_0 and 7_2 were running on the look before
+    assert watch.ended(jobs[:3]) == {"7_0": "no longer listed by squeue", "7_1": "no longer listed by squeue",
+                                     "7_2": "no longer listed by squeue"}
+    fake_command(tmp_path, "squeue", stderr="slurm_load_jobs error: Unable to contact slurm controller", status=1)
+    again = _SlurmQueue()
+    assert again.ended(jobs) == again.ended(jobs) == {"7_4": None}
+
+
+def test_slurm_array_size_is_the_clusters(monkeypatch, tmp_path):
+    from classaudit.executors.slurm import DEFAULT_MAX_ARRAY_SIZE, max_array_size
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert max_array_size() == DEFAULT_MAX_ARRAY_SIZE == 1001  # no scontrol here
+    fake_command(tmp_path, "scontrol", "MailProg                = /bin/mail\nMaxArraySize            = 40\n")
+    assert max_array_size() == 40
+    fake_command(tmp_path, "scontrol", "MaxArraySize            = 0\n")
+    assert max_array_size() == 1  # no arrays: one run per job
 
 
 def test_workers_get_absolute_paths_and_the_reserved_cpus_as_threads(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # relative paths mean nothing in a worker elsewhere, with another cwd
     task = Task("r", "label", {}, data_dir="data", threads=None, checkpoint_dir="results/checkpoints")
-    sent = cluster._for_worker(task, 3)
+    sent = for_worker(task, 3)
     assert (sent.data_dir, sent.checkpoint_dir, sent.threads) == (
         str(tmp_path / "data"), str(tmp_path / "results" / "checkpoints"), 3)
-    assert cluster._for_worker(dataclasses.replace(task, data_dir=None), 1).data_dir is None
+    assert for_worker(dataclasses.replace(task, data_dir=None), 1).data_dir is None
 
 
 def _free_port() -> int:
@@ -346,7 +377,7 @@ def test_ray_run_that_raises_is_recorded_and_completed_next_time(ray_head, refer
     study = load_study(tiny)
     results = tmp_path / "r"
     victim = ResultsFolder(reference["tiny"]).run_ids()[0]
-    executor = BreakOne(cluster.make("ray", workers=2, address=ray_head.address, cpus_per_run=1), victim)
+    executor = BreakOne(make_executor("ray", workers=2, address=ray_head.address, cpus_per_run=1), victim)
     summary = run_sweep(study, results, executor)
     assert len(summary.trained) == 5 and list(summary.failed) == [victim]
     failure = json.loads((results / "failed" / f"{victim}.json").read_text())
@@ -388,7 +419,7 @@ def test_ray_worker_killed_mid_run_is_recorded_and_completed_next_time(ray_head,
 def test_submitit_local_sweep_through_the_cli_equals_inprocess(reference, study_files, runner, tmp_path,
                                                                monkeypatch):
     pytest.importorskip("submitit")
-    monkeypatch.setenv(cluster.CLUSTER_ENV, "local")
+    monkeypatch.setenv(CLUSTER_ENV, "local")
     _, small = study_files  # each local job is a fresh process that pays ~7 s of torch imports: two runs
     out = sweep_cli(runner, small, tmp_path / "r", "--executor", "slurm", "--workers", "2",
                     "--slurm-folder", str(tmp_path / "jobs"))
@@ -401,7 +432,7 @@ def test_submitit_local_sweep_through_the_cli_equals_inprocess(reference, study_
 def test_submitit_job_killed_mid_run_is_recorded_and_completed_next_time(reference, study_files, runner,
                                                                          tmp_path, monkeypatch):
     pytest.importorskip("submitit")
-    monkeypatch.setenv(cluster.CLUSTER_ENV, "local")
+    monkeypatch.setenv(CLUSTER_ENV, "local")
     _, small = study_files
     results, jobs = tmp_path / "r", tmp_path / "jobs"
 
@@ -428,13 +459,13 @@ def test_submitit_run_that_raises_is_recorded_and_completed_next_time(reference,
     tiny, _ = study_files  # the debug cluster runs the jobs in this process, so all six are cheap
     results = tmp_path / "r"
     victim = ResultsFolder(reference["tiny"]).run_ids()[0]
-    executor = BreakOne(cluster.make("slurm", workers=2, folder=tmp_path / "jobs", cluster="debug"), victim)
+    executor = BreakOne(make_executor("slurm", workers=2, folder=tmp_path / "jobs", cluster="debug"), victim)
     summary = run_sweep(load_study(tiny), results, executor)
     assert len(summary.trained) == 5 and list(summary.failed) == [victim]
     assert json.loads((results / "failed" / f"{victim}.json").read_text())["error"].startswith("ValueError: ")
     assert f"failed   {victim}" in _status_lines(runner, results)
 
-    monkeypatch.setenv(cluster.CLUSTER_ENV, "debug")
+    monkeypatch.setenv(CLUSTER_ENV, "debug")
     out = sweep_cli(runner, tiny, results, "--executor", "slurm", "--slurm-folder", str(tmp_path / "jobs"))
     assert out.exit_code == 0 and "trained 1 run(s)" in out.output, out.output
     assert_same_results(results, reference["tiny"])
@@ -514,7 +545,7 @@ def test_a_half_sent_outcome_is_a_dead_worker_not_a_hang():
     import multiprocessing as mp
     import struct
 
-    from classaudit.executors import _receive
+    from classaudit.executors.local import _receive
 
     parent, child = mp.Pipe()
     child._send(struct.pack("!i", 1_000_000) + b"x" * 1000)  # a header promising 1 MB, then 1 kB of it
