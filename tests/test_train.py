@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from classaudit.config import expand, parse_study
+from classaudit.config import expand, parse_study, resolve
 from classaudit.train import _optimizer, _schedule, active_regularizers, train_one
 
 
@@ -229,3 +232,59 @@ def test_airbench_trains_with_test_time_augmentation():
     result = train_one(config)
     assert result.splits["test"].pred.shape == (40,)
     assert np.isfinite([c["train_loss"] for c in result.curve]).all()
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "tiny_training.json"
+
+
+def _pinned_configs() -> dict[str, dict]:
+    """Tiny runs that between them switch every image, batch, loss and optimizer regularizer on, some from
+    a later epoch, with SGD and AdamW, a fine-tuning stage, and two of the built-in models."""
+    def study(model="smallcnn", **train):
+        return parse_study({
+            "study": {"name": "t", "seeds": [0]},
+            "dataset": {"name": "shapes", "val_fraction": 0.2,
+                        "options": {"n_train_per_class": 12, "n_test_per_class": 4, "size": 16}},
+            "model": {"name": model, "options": {"width": 4}},
+            "train": {"epochs": 2, "batch_size": 32, **train},
+            "sweep": {"crop": {"strengths": [0.5]}},
+        })
+
+    return {
+        "off": resolve(study(), {}, 0),
+        "all_on": resolve(study(), {"translate": (2.0, 0), "crop": (0.5, 0), "color_jitter": (0.5, 1),
+                                    "random_erasing": (0.5, 0), "cutmix": (0.5, 0), "mixup": (0.3, 1),
+                                    "label_smoothing": (0.1, 0), "weight_decay": (5e-4, 1)}, 0),
+        "adamw_finetune": resolve(study(finetune_epochs=1, optimizer="adamw", lr=0.01),
+                                  {"mixup": (0.5, 0), "weight_decay": (0.05, 0)}, 2),
+        "airbench_jitter": resolve(study("airbench"), {"color_jitter": (1.0, 0)}, 1),
+    }
+
+
+def _environment() -> dict:
+    # Float results depend on the torch build, the processor's vector unit and the thread count; the pinned
+    # predictions hold only where all three are those they were recorded with.
+    return {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads()}
+
+
+def _predictions(result) -> dict:
+    return {"pred": result.splits["test"].pred.tolist(),
+            "p_true": [float(v).hex() for v in result.splits["test"].p_true],
+            "train_loss": [float(c["train_loss"]).hex() for c in result.curve]}
+
+
+def test_training_gives_the_pinned_predictions_bit_for_bit():
+    """Changes to how regularizers are applied must keep every existing config's training exactly (same random
+    draws in the same order). Delete tests/golden/tiny_training.json to re-record it after an intended change."""
+    configs = _pinned_configs()
+    got = {name: _predictions(train_one(config)) for name, config in configs.items()}
+    if not GOLDEN.exists():
+        GOLDEN.parent.mkdir(exist_ok=True)
+        runs = ",\n".join(f" {json.dumps(name)}: {json.dumps(run)}" for name, run in got.items())
+        GOLDEN.write_text(f'{{"environment": {json.dumps(_environment())}, "runs": {{\n{runs}\n}}}}\n')
+        pytest.skip(f"recorded {GOLDEN}")
+    pinned = json.loads(GOLDEN.read_text())
+    if pinned["environment"] != _environment():
+        pytest.skip(f"pinned on {pinned['environment']}, this is {_environment()}")
+    assert got == pinned["runs"]
