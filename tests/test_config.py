@@ -77,12 +77,12 @@ def error_of(raw) -> str:
     ({"model.name": "resnet5O"},
      "s.toml: field 'model.name': value \"resnet50_\" is not a known model"),
     ({"sweep.blur": {"strengths": [1.0]}},
-     "s.toml: field 'sweep.blur': value \"blur\" is not a known regularizer; allowed: crop, translate, "
-     "color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set regularizer = \"...\" in the table to "
-     "name the axis freely)"),
+     "s.toml: field 'sweep.blur': value \"blur\" is not a known regularizer; allowed: translate, crop, "
+     "color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set regularizer = \"...\" in the "
+     "table to name the axis freely)"),
     ({"sweep.late": {"regularizer": "crpo", "strengths": [0.5]}},
      "s.toml: field 'sweep.late.regularizer': value \"crpo\" is not a known regularizer (did you mean \"crop\"?); "
-     "allowed: crop, translate, color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set "
+     "allowed: translate, crop, color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set "
      "regularizer = \"...\" in the table to name the axis freely)"),
     ({"sweep.crop.start_epoch": 1},
      "s.toml: field 'sweep.crop.start_epoch': value 1 is not allowed; expected an epoch from 0 to 0 "
