@@ -17,10 +17,14 @@ from functools import cache
 
 # Where a regularizer acts, in the order training reaches the stages, with each function's contract.
 STAGES: dict[str, str] = {
+    "recipe": "fn(train settings, strength) -> train settings, when the run's config is resolved",
+    "model": "fn(model, strength, generator): sets the rate of the model's own layers, each epoch",
     "image": "fn(images in [0, 1], strength, generator) -> images, before normalisation",
     "normalised": "fn(normalised images, strength, generator) -> images",
     "batch": "fn(images, soft targets, strength, generator) -> (images, soft targets)",
     "loss": "fn(logits, target, strength) -> loss; the stage's one regularizer computes the cross entropy",
+    "ascent": "fn(model, closure, strength): after the backward pass; closure() recomputes the gradients",
+    "gradient": "fn(model, strength): on the gradients, just before the optimizer's step",
     "optimizer": "fn(optimizer, strength): sets the optimizer's settings, each epoch",
 }
 
@@ -29,7 +33,7 @@ STAGES: dict[str, str] = {
 class Regularizer:
     name: str
     unit: str
-    off: float  # the strength that changes nothing
+    off: float  # the strength that changes nothing; NaN where the study gives it (off_field)
     low: float
     high: float
     low_open: bool  # True when `low` itself is not allowed
@@ -37,19 +41,29 @@ class Regularizer:
     function: str  # dotted path of the function that applies it, e.g. "classaudit.augment.crop"
     description: str
     example: float  # a typical strength: the generated tests switch it on at this one
-    whole: bool = False  # only whole numbers (pixels): 0.5 would silently act as 0
-    rate: bool = False  # the strength is the probability that an image is changed
+    whole: bool = False  # only whole numbers (pixels, epochs): 0.5 would silently act as 0
+    high_open: bool = False  # True when `high` itself is not allowed
+    rate: bool = False  # the strength is the probability that an image (or activation) is changed
+    timed: bool = True  # may be switched on from a later epoch (start_epoch)
+    off_field: str = ""  # the off value is this field of the study (e.g. "train.epochs"), not `off`
+    models: tuple[str, ...] = ()  # the only models it applies to (empty: every model)
+    needs: str = ""  # what those models have that the others lack
 
     def allows(self, value: float) -> bool:
         if not math.isfinite(value) or (self.whole and value != int(value)):
             return False
         above = value > self.low if self.low_open else value >= self.low
-        return above and value <= self.high
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
 
     @property
     def range_text(self) -> str:
-        left = "<" if self.low_open else "<="
-        return f"{self.low:g} {left} s <= {self.high:g}" + (", a whole number" if self.whole else "")
+        left, right = ("<" if self.low_open else "<="), ("<" if self.high_open else "<=")
+        return f"{self.low:g} {left} s {right} {self.high:g}" + (", a whole number" if self.whole else "")
+
+    @property
+    def off_text(self) -> str:
+        return self.off_field or f"{self.off:g}"
 
     @property
     def implementation(self) -> Callable:
@@ -130,6 +144,49 @@ REGULARIZERS: dict[str, Regularizer] = {
             function="classaudit.train.set_weight_decay",
             description="Weight decay; norm and bias parameters are excluded unless train.decay_norm_and_bias.",
             example=0.0005,
+        ),
+        Regularizer(
+            "dropout", "probability p that an activation is zeroed (the others are scaled by 1 / (1 - p))",
+            off=0.0, low=0.0, high=1.0, low_open=False, high_open=True, stage="model",
+            function="classaudit.models.set_dropout", rate=True,
+            description="Dropout (Srivastava et al. 2014) before the head of every model, and in the conv blocks: "
+                        "smallcnn after each max-pool, airbench between the two convs of each group, "
+                        "cifar_resnet18 between the two convs of each basic block (as wide ResNets); torchvision "
+                        "models before the head only.",
+            example=0.2,
+        ),
+        Regularizer(
+            "drop_path", "probability p that the last residual block skips its branch; block l of L drops with "
+                         "p l / L",
+            off=0.0, low=0.0, high=1.0, low_open=False, high_open=True, stage="model",
+            function="classaudit.models.set_drop_path", rate=True, models=("cifar_resnet18",),
+            needs="residual blocks",
+            description="Stochastic depth (Huang et al. 2016), per image, with the linear rule over the residual "
+                        "blocks; cifar_resnet18 only.",
+            example=0.1,
+        ),
+        Regularizer(
+            "sam", "rho: radius of the neighbourhood whose worst point (to first order) gives the gradient",
+            off=0.0, low=0.0, high=1.0, low_open=False, stage="ascent", function="classaudit.train.sam",
+            description="Sharpness-aware minimisation (Foret et al. 2021), over train.optimizer (sgd or adamw); "
+                        "two forward-backward passes per step.",
+            example=0.05,
+        ),
+        Regularizer(
+            "grad_clip", "largest L2 norm of the gradient (all parameters together); larger ones are scaled "
+                         "down to it; 0 = no clipping",
+            off=0.0, low=0.0, high=1000.0, low_open=False, stage="gradient",
+            function="classaudit.train.clip_gradients",
+            description="Gradient clipping by global norm, before each optimizer step.",
+            example=1.0,
+        ),
+        Regularizer(
+            "epochs", "training length in epochs; each length is its own run with its own schedule",
+            off=math.nan, low=1.0, high=10000.0, low_open=False, stage="recipe",
+            function="classaudit.config.set_epochs",
+            whole=True, timed=False, off_field="train.epochs",
+            description="Training length (early stopping's knob); the study's train.epochs is the off point.",
+            example=20,
         ),
     ]
 }

@@ -125,6 +125,8 @@ def train_one(
         # which replaces the optimizer's group dicts.
         for reg in of_stage("optimizer"):
             reg.implementation(optimizer, active.get(reg.name, reg.off))
+        for reg in of_stage("model"):
+            reg.implementation(model, active.get(reg.name, reg.off), g)
         train_mode(model)
         perm = torch.randperm(n, generator=g, device=device)
         loss_sum = torch.zeros((), device=device)
@@ -234,10 +236,19 @@ def augment_batch(x_uint8: torch.Tensor, y: torch.Tensor, num_classes: int, acti
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
                active: Mapping[str, float], device: torch.device) -> torch.Tensor:
-    """One optimizer step on a batch: forward, backward, step. Returns the loss."""
-    loss = _loss(model, x, target, active, device)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    """One optimizer step on a batch: forward, backward, then the ascent and gradient stages' regularizers
+    (SAM's second pass, gradient clipping), then the step. Returns the loss of the first forward pass."""
+    def forward_backward() -> torch.Tensor:
+        loss = _loss(model, x, target, active, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
+    loss = forward_backward()
+    for reg in of_stage("ascent"):
+        reg.implementation(model, forward_backward, active.get(reg.name, reg.off))
+    for reg in of_stage("gradient"):
+        reg.implementation(model, active.get(reg.name, reg.off))
     optimizer.step()
     return loss
 
@@ -257,6 +268,40 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float) 
 def set_weight_decay(optimizer: torch.optim.Optimizer, coefficient: float) -> None:
     """Weight decay of the optimizer's group 0, which holds the decayed weights (`_optimizer`)."""
     optimizer.param_groups[0]["weight_decay"] = coefficient
+
+
+def sam(model: nn.Module, closure: Callable[[], torch.Tensor], rho: float) -> None:
+    """Sharpness-aware minimisation (Foret et al. 2021): with the gradient g of the batch's loss in the
+    parameters' .grad, move the weights to w + rho g / ||g|| (the worst point of the rho-ball to first order),
+    recompute the gradient there with `closure`, and move the weights back, so that the optimizer steps from w
+    with the gradient of the perturbed point. Two forward-backward passes per step; any base optimizer (SGD,
+    AdamW) then takes its step, weight decay included. The norm is over all parameters together. The second
+    pass leaves the BatchNorm running statistics as the first pass left them, so each step updates them once,
+    from the weights it steps from. rho = 0 does nothing."""
+    if rho <= 0:
+        return
+    params = [p for p in model.parameters() if p.grad is not None]
+    grads = [p.grad for p in params]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    saved_params = [p.detach().clone() for p in params]
+    saved_buffers = [b.clone() for b in model.buffers()]
+    with torch.no_grad():
+        scale = rho / (norm + 1e-12)
+        for p, g in zip(params, grads):
+            p.add_(g * scale)
+    closure()
+    with torch.no_grad():  # restored by copying, not by subtracting: w + e - e need not be w in floating point
+        for p, saved in zip(params, saved_params):
+            p.copy_(saved)
+        for b, saved in zip(model.buffers(), saved_buffers):
+            b.copy_(saved)
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> None:
+    """Gradient clipping: scale the gradient down to L2 norm max_norm (over all parameters together) when it
+    is larger (torch.nn.utils.clip_grad_norm_). max_norm = 0 does nothing."""
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
 
 
 def _logits(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from copy import deepcopy
+from functools import cache
 
 import pytest
 import torch
@@ -27,15 +29,46 @@ def batch() -> torch.Tensor:
 # Tests generated from the registry: every registered regularizer gets each invariant its stage allows, so a new
 # one is tested without a test edit. One harness per stage applies a regularizer at a strength with a seed.
 
-RANDOM_STAGES = ("image", "normalised", "batch")  # the stages that draw from the run's generator
+RANDOM_STAGES = ("model", "image", "normalised", "batch")  # the stages that draw from the run's generator
 
 
 def names(*stages: str) -> list[str]:
     return [r.name for r in REGULARIZERS.values() if r.stage in stages]
 
 
+@cache
+def _resnet() -> torch.nn.Module:
+    from classaudit.models import build_model
+
+    torch.manual_seed(0)
+    return build_model({"name": "cifar_resnet18", "options": {"width": 4}}, num_classes=10, in_channels=3)
+
+
+def _tiny_resnet() -> torch.nn.Module:
+    """A model with every model-stage layer (dropout and drop path), BatchNorm in eval mode so that each image's
+    output depends on the image and its own draws alone."""
+    model = deepcopy(_resnet())
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    return model
+
+
+def _without_regularizing_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the model with its Dropout and DropPath layers replaced by nn.Identity."""
+    from classaudit.models import Dropout, DropPath
+
+    copy = deepcopy(model)
+    for name, m in list(copy.named_modules()):
+        if isinstance(m, (Dropout, DropPath)):
+            parent, _, attr = name.rpartition(".")
+            setattr(copy.get_submodule(parent) if parent else copy, attr, torch.nn.Identity())
+    return copy
+
+
 def _linear_problem():
-    """A tiny linear model with its gradient on a fixed batch, for the optimizer stage."""
+    """A tiny linear model with its gradient on a fixed batch, for the loss, ascent, gradient and optimizer stages."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
     x, y = torch.randn(16, 4, generator=gen(1)) * 3, torch.arange(16) % 3
@@ -61,16 +94,33 @@ def apply(name: str, strength: float, seed: int = 0, x: torch.Tensor | None = No
     if reg.stage == "batch":
         y = torch.arange(x.shape[0]) % 10
         return *fn(x, augment.one_hot(y, 10), strength, g), g.get_state()
+    if reg.stage == "model":
+        model = _tiny_resnet()
+        fn(model, strength, g)
+        return model(x), g.get_state()
     if reg.stage == "loss":
         logits = torch.randn(16, 5, generator=gen(2))
         return (fn(logits, torch.arange(16) % 5, strength),)
+    if reg.stage == "ascent":
+        model, closure = _linear_problem()
+        fn(model, closure, strength)
+        return tuple(p.detach().clone() for p in model.parameters()) + tuple(p.grad for p in model.parameters())
+    if reg.stage == "gradient":
+        model, _ = _linear_problem()
+        fn(model, strength)
+        return tuple(p.grad for p in model.parameters())
     if reg.stage == "optimizer":
         model, _ = _linear_problem()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         fn(optimizer, strength)
         optimizer.step()
         return tuple(p.detach() for p in model.parameters())
+    if reg.stage == "recipe":
+        return (TRAIN_SETTINGS, fn(dict(TRAIN_SETTINGS), strength))
     raise AssertionError(f"no harness for stage {reg.stage!r}")
+
+
+TRAIN_SETTINGS = {"epochs": 10, "finetune_epochs": 0, "batch_size": 256}
 
 
 def without(name: str, x: torch.Tensor | None = None):
@@ -80,18 +130,28 @@ def without(name: str, x: torch.Tensor | None = None):
         return x, gen(0).get_state()
     if reg.stage == "batch":
         return x, augment.one_hot(torch.arange(x.shape[0]) % 10, 10), gen(0).get_state()
+    if reg.stage == "model":
+        return _without_regularizing_layers(_tiny_resnet())(x), gen(0).get_state()
     if reg.stage == "loss":
         logits = torch.randn(16, 5, generator=gen(2))
         return (torch.nn.functional.cross_entropy(logits, torch.arange(16) % 5),)
+    if reg.stage == "ascent":
+        model, _ = _linear_problem()
+        return tuple(p.detach().clone() for p in model.parameters()) + tuple(p.grad for p in model.parameters())
+    if reg.stage == "gradient":
+        return tuple(p.grad for p in _linear_problem()[0].parameters())
     if reg.stage == "optimizer":
         model, _ = _linear_problem()
         torch.optim.SGD(model.parameters(), lr=0.1).step()
         return tuple(p.detach() for p in model.parameters())
+    if reg.stage == "recipe":
+        return (TRAIN_SETTINGS, TRAIN_SETTINGS)
     raise AssertionError(f"no harness for stage {reg.stage!r}")
 
 
 def off_of(name: str) -> float:
-    return REGULARIZERS[name].off
+    reg = REGULARIZERS[name]
+    return float(TRAIN_SETTINGS[reg.off_field.removeprefix("train.")]) if reg.off_field else reg.off
 
 
 def same(a, b) -> bool:
@@ -102,7 +162,8 @@ def same(a, b) -> bool:
 
 def test_every_stage_has_a_harness():
     # `apply` and `without` above know these stages; a new stage needs its harness there first.
-    assert list(STAGES) == ["image", "normalised", "batch", "loss", "optimizer"]
+    assert list(STAGES) == ["recipe", "model", "image", "normalised", "batch", "loss", "ascent", "gradient",
+                            "optimizer"]
 
 
 @pytest.mark.parametrize("name", REGULARIZERS)
@@ -170,7 +231,8 @@ def test_mixing_keeps_each_soft_target_a_distribution(name, batch):
 
 def _changed_fraction(name: str, p: float) -> tuple[float, float]:
     """(measured rate, expected rate) of a regularizer whose strength is a probability: the share of images it
-    changes."""
+    changes, or for layers (dropout, drop path) the share of their input they zero, against the rate set on
+    each layer (the largest of which is the strength)."""
     reg = REGULARIZERS[name]
     n = 4000
     if reg.stage in ("image", "normalised", "batch"):
@@ -178,7 +240,22 @@ def _changed_fraction(name: str, p: float) -> tuple[float, float]:
         out = apply(name, p, seed=5, x=x)[0]
         # A mixed image is unchanged only if it drew itself as partner, or a box of zero pixels (CutMix).
         return (out != x).flatten(1).any(1).float().mean().item(), p
-    raise AssertionError(f"no rate measure for stage {reg.stage!r}")
+    model = _tiny_resnet()
+    reg.implementation(model, p, gen(5))
+    seen = []
+
+    def record(module, inputs, output):
+        if getattr(module, "p", 0) > 0:
+            zeroed = (output == 0) & (inputs[0] != 0)
+            seen.append((zeroed.sum().item() / (inputs[0] != 0).sum().item(), module.p))
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    model(torch.rand(1000, 3, 8, 8, generator=gen(6)))
+    for h in hooks:
+        h.remove()
+    assert seen and max(rate for _, rate in seen) == pytest.approx(p)
+    worst = max(seen, key=lambda s: abs(s[0] - s[1]))
+    return worst
 
 
 @pytest.mark.parametrize("p", [0.3, 0.8])
@@ -329,7 +406,7 @@ def test_the_readme_table_and_the_listing_are_the_registry():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = "| name | strength | off | range | stage |\n|---|---|---|---|---|\n" + "".join(
-        f"| {r.name} | {r.unit} | {r.off:g} | {r.range_text} | {r.stage} |\n" for r in REGULARIZERS.values())
+        f"| {r.name} | {r.unit} | {r.off_text} | {r.range_text} | {r.stage} |\n" for r in REGULARIZERS.values())
     assert table in readme
     # The listing, and study validation, without torch: a study is checked anywhere.
     code = ("import sys; from click.testing import CliRunner; from classaudit.cli import cli; "
@@ -338,5 +415,5 @@ def test_the_readme_table_and_the_listing_are_the_registry():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[1])
     for r in REGULARIZERS.values():
-        assert f"{r.name:<16} off = {r.off:g}   range {r.range_text}\n" in done.stdout
+        assert f"{r.name:<16} off = {r.off_text}   range {r.range_text}   stage: {r.stage}\n" in done.stdout
         assert f"unit: {r.unit}\n" in done.stdout
