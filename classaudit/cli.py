@@ -389,7 +389,7 @@ def status(results: Path, verbose: bool) -> None:
 
 @cli.command()
 def regularizers() -> None:
-    """List the regularizers: unit of strength, allowed range, off value.
+    """List the regularizers: unit of strength, allowed range, off value, and the stage of training they act at.
 
     \b
     Example (their names are the [sweep.NAME] and [baseline] keys of a study):
@@ -398,7 +398,7 @@ def regularizers() -> None:
     from classaudit.regularizers import REGULARIZERS
 
     for r in REGULARIZERS.values():
-        click.echo(f"{r.name:<16} off = {r.off:g}   range {r.range_text}")
+        click.echo(f"{r.name:<16} off = {r.off_text}   range {r.range_text}   stage: {r.stage}")
         click.echo(f"{'':<16} unit: {r.unit}")
         click.echo(f"{'':<16} {r.description}")
 

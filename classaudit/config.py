@@ -156,10 +156,7 @@ class Axis:
     regularizer: str
     strengths: tuple[float, ...]  # sorted from off outwards; always contains the off value
     start_epoch: int
-
-    @property
-    def off(self) -> float:
-        return REGULARIZERS[self.regularizer].off
+    off: float  # the regularizer's off value in this study
 
 
 @dataclass(frozen=True)
@@ -288,14 +285,15 @@ def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:
         dataset["options"] = _options(dataset, "dataset", DATASET_OPTIONS, path, problems)
     if isinstance(model.get("name"), str):
         model["options"] = _model_options(model, path, problems)
-    baseline = _baseline(raw.get("baseline", {}), path, problems)
-    axes = _axes(raw.get("sweep", {}), path, problems)
+    baseline = _baseline(raw.get("baseline", {}), train, path, problems)
+    axes = _axes(raw.get("sweep", {}), train, path, problems)
+    _check_models(path, model.get("name"), baseline, axes, raw.get("sweep", {}), problems)
     if study.get("design") == "factorial":
         regs = [a.regularizer for a in axes]
         for reg in sorted({r for r in regs if regs.count(r) > 1}):
             problems.append(f"{path}: field 'sweep': regularizer \"{reg}\" appears on several axes; "
                             "a factorial design needs each regularizer on one axis")
-    _check_start_epochs(path, axes, train, problems)
+    _check_start_epochs(path, axes, train, study.get("design"), problems)
     _raise(problems)
     result = Study(
         path=path, name=study["name"], description=study["description"], seeds=seeds, design=study["design"],
@@ -443,7 +441,7 @@ def torchvision_classifiers() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def _baseline(table: Any, path: str, problems: list[str]) -> dict[str, float]:
+def _baseline(table: Any, train: Mapping[str, Any], path: str, problems: list[str]) -> dict[str, float]:
     if not isinstance(table, Mapping):
         problems.append(f"{path}: field 'baseline': value {_show(table)} has the wrong type; expected a table "
                         "of regularizer = strength")
@@ -455,10 +453,26 @@ def _baseline(table: Any, path: str, problems: list[str]) -> dict[str, float]:
             problems.append(f"{where}: unknown regularizer{did_you_mean(reg, REGULARIZERS)}; allowed: "
                             + ", ".join(REGULARIZERS))
             continue
+        if REGULARIZERS[reg].off_field:  # its baseline is that field
+            problems.append(f"{where}: value {_show(value)} is not allowed; the baseline of {reg} is "
+                            f"{REGULARIZERS[reg].off_field}: set it there")
+            continue
         strength = _strength(reg, value, where, problems)
         if strength is not None:
             out[reg] = strength
     return out
+
+
+def off_value(reg: str, train: Mapping[str, Any]) -> float:
+    """The strength of `reg` that changes nothing in a study with these train settings."""
+    spec = REGULARIZERS[reg]
+    return float(train[spec.off_field.removeprefix("train.")]) if spec.off_field else spec.off
+
+
+def set_epochs(train: dict[str, Any], epochs: float) -> dict[str, Any]:
+    """The `epochs` regularizer: the train settings with this training length, so each length is its own run
+    with its own learning-rate schedule, and the study's own train.epochs is the off point."""
+    return {**train, "epochs": int(epochs)}
 
 
 def _strength(reg: str, value: Any, where: str, problems: list[str]) -> float | None:
@@ -469,12 +483,12 @@ def _strength(reg: str, value: Any, where: str, problems: list[str]) -> float | 
         return None
     if not spec.allows(float(value)):
         problems.append(f"{where}: value {_show(value)} is out of range for {reg}; allowed: {spec.range_text} "
-                        f"({spec.unit}; off = {spec.off:g})")
+                        f"({spec.unit}; off = {spec.off_text})")
         return None
     return float(value)
 
 
-def _axes(table: Any, path: str, problems: list[str]) -> tuple[Axis, ...]:
+def _axes(table: Any, train: Mapping[str, Any], path: str, problems: list[str]) -> tuple[Axis, ...]:
     if not isinstance(table, Mapping) or (isinstance(table, Mapping) and not table):
         problems.append(f"{path}: field 'sweep': value {_show(table)} is not allowed; expected one or more "
                         "[sweep.<name>] tables, e.g. [sweep.crop] with strengths = [1.0, 0.5, 0.08]")
@@ -506,22 +520,45 @@ def _axes(table: Any, path: str, problems: list[str]) -> tuple[Axis, ...]:
         if dupes:
             problems.append(f"{path}: field '{prefix}strengths': value {dupes[0]:g} appears more than once; "
                             "strengths must be distinct")
-        off = REGULARIZERS[reg].off
+        if not REGULARIZERS[reg].timed and isinstance(body, Mapping) and "start_epoch" in body:
+            problems.append(f"{path}: field '{prefix}start_epoch': value {_show(body['start_epoch'])} is not "
+                            f"allowed; {reg} is not switched on at an epoch (each strength is its own run from "
+                            "the start): remove start_epoch")
+        off = off_value(reg, train)
         if values and len(strengths) == len(values) and set(strengths) == {off}:
             problems.append(f"{path}: field '{prefix}strengths': value [{off:g}] is only the off point, which every "
                             f"axis includes; add at least one strength other than {off:g} to sweep {reg}")
         # The off point is every axis' reference, so it is always part of the grid.
         ordered = sorted(set(strengths) | {off}, key=lambda s: (abs(s - off), s))
-        axes.append(Axis(name, reg, tuple(ordered), axis["start_epoch"]))
+        axes.append(Axis(name, reg, tuple(ordered), axis["start_epoch"], off))
     return tuple(axes)
 
 
-def _check_start_epochs(path: str, axes, train: Mapping[str, Any], problems: list[str]) -> None:
-    total = (train.get("epochs") or 0) + (train.get("finetune_epochs") or 0)
+def _check_models(path: str, model: Any, baseline: Mapping[str, float], axes, table: Any,
+                  problems: list[str]) -> None:
+    """Regularizers that act on layers only some models have (drop path: residual blocks)."""
+    if not isinstance(model, str):
+        return
+    uses = [(f"baseline.{reg}", _show(s), reg) for reg, s in baseline.items()]
+    uses += [(f"sweep.{a.name}.strengths", _show(table[a.name].get("strengths")), a.regularizer) for a in axes]
+    for field, value, reg in uses:
+        spec = REGULARIZERS[reg]
+        if spec.models and model not in spec.models:
+            problems.append(f"{path}: field '{field}': value {value} is not allowed with model {_show(model)}, "
+                            f"which has no {spec.needs}; {reg} works with: {', '.join(spec.models)}")
+
+
+def _check_start_epochs(path: str, axes, train: Mapping[str, Any], design: Any, problems: list[str]) -> None:
+    epochs, why = train.get("epochs") or 0, "train.epochs"
+    # In a factorial design every axis is also trained at the shortest length an epochs axis sweeps.
+    lengths = [s for a in axes if REGULARIZERS[a.regularizer].off_field == "train.epochs" for s in a.strengths]
+    if design == "factorial" and lengths and min(lengths) < epochs:
+        epochs, why = int(min(lengths)), "the shortest training the epochs axis sweeps"
+    total = epochs + (train.get("finetune_epochs") or 0)
     for axis in axes:
         if total and axis.start_epoch >= total:
             problems.append(f"{path}: field 'sweep.{axis.name}.start_epoch': value {axis.start_epoch} is not "
-                            f"allowed; expected an epoch from 0 to {total - 1} (train.epochs + "
+                            f"allowed; expected an epoch from 0 to {total - 1} ({why} + "
                             "train.finetune_epochs - 1)")
 
 
@@ -536,11 +573,18 @@ def run_id(config: Mapping[str, Any]) -> str:
 
 
 def resolve(study: Study, settings: Mapping[str, tuple[float, int]], seed: int) -> dict[str, Any]:
-    """The full config of one run: the recipe plus every regularizer that is on, with its start epoch."""
+    """The full config of one run: the recipe plus every regularizer that is on, with its start epoch. A
+    regularizer of the "recipe" stage (the training length) changes the recipe instead of being listed."""
     regs: dict[str, tuple[float, int]] = {reg: (s, 0) for reg, s in study.baseline.items()}
     regs.update(settings)
-    on = {reg: {"strength": s, "start_epoch": e} for reg, (s, e) in sorted(regs.items())
-          if s != REGULARIZERS[reg].off}
+    train = _thaw(study.train)
+    on = {}
+    for reg, (s, e) in sorted(regs.items()):
+        spec = REGULARIZERS[reg]
+        if spec.stage == "recipe":
+            train = spec.implementation(train, s)
+        elif s != spec.off:
+            on[reg] = {"strength": s, "start_epoch": e}
     dataset = _thaw(study.dataset)
     if dataset["name"] == "shapes":  # generated data: its generator's version is part of what was trained on
         from classaudit.shapes import VERSION
@@ -549,7 +593,7 @@ def resolve(study: Study, settings: Mapping[str, tuple[float, int]], seed: int) 
     return {
         "dataset": dataset,
         "model": _thaw(study.model),
-        "train": _thaw(study.train),
+        "train": train,
         "regularizers": on,
         "seed": seed,
     }
@@ -588,7 +632,7 @@ def _describe(study: Study, settings: Mapping[str, tuple[float, int]]) -> str:
     """The settings that differ from the baseline, e.g. "crop=0.08@3" (on from epoch 3), or "baseline"."""
     parts = []
     for reg, (s, epoch) in settings.items():
-        off = REGULARIZERS[reg].off
+        off = off_value(reg, study.train)
         if s == study.baseline.get(reg, off) and (epoch == 0 or s == off):
             continue
         parts.append(f"{reg}={s:g}" + (f"@{epoch}" if epoch and s != off else ""))

@@ -27,6 +27,7 @@ from classaudit.atomic import atomic_open
 from classaudit.data import Dataset, load_dataset
 from classaudit.errors import UsageError
 from classaudit.models import build_model, freeze_backbone, train_mode
+from classaudit.regularizers import of_stage
 from classaudit.result import RunResult, SplitPredictions
 
 _DATASETS: dict[str, Dataset] = {}  # one loaded data set per process: a sweep trains many runs on the same one
@@ -120,9 +121,12 @@ def train_one(
         if finetune and epoch >= epochs:
             freeze_backbone(model)  # second stage: only the head learns
         active = active_regularizers(regs, epoch)
-        # Group 0 holds the decayed weights. Looked up each epoch: loading a checkpoint replaces the group dicts.
-        optimizer.param_groups[0]["weight_decay"] = active.get("weight_decay", 0.0)
-        smoothing = active.get("label_smoothing", 0.0)
+        # Set each epoch, with the off value while a regularizer is not on yet; also after loading a checkpoint,
+        # which replaces the optimizer's group dicts.
+        for reg in of_stage("optimizer"):
+            reg.implementation(optimizer, active.get(reg.name, reg.off))
+        for reg in of_stage("model"):
+            reg.implementation(model, active.get(reg.name, reg.off), g)
         train_mode(model)
         perm = torch.randperm(n, generator=g, device=device)
         loss_sum = torch.zeros((), device=device)
@@ -130,10 +134,7 @@ def train_one(
             idx = perm[step * bs:(step + 1) * bs]
             x, target = augment_batch(data_dev.train_x[idx], data_dev.train_y[idx], data.num_classes, active,
                                       mean, std, g, flip=train_cfg["flip"])
-            loss = _loss(model, x, target, smoothing, device)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(model, optimizer, x, target, active, device)
             schedule.step()
             loss_sum += loss.detach()
         curve.append({"epoch": epoch + 1, "train_loss": float(loss_sum) / max(steps_per_epoch, 1),
@@ -210,27 +211,93 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> bool:
 def augment_batch(x_uint8: torch.Tensor, y: torch.Tensor, num_classes: int, active: Mapping[str, float],
                   mean: torch.Tensor, std: torch.Tensor, g: torch.Generator, *, flip: bool = True):
     """uint8 batch -> (normalised float batch, target). Target is the label tensor, or soft [N, K] targets
-    once CutMix or MixUp mixed the batch. The order is the usual one: geometry and colour on [0, 1] pixels,
-    then normalisation, then erasing and mixing."""
+    once a batch regularizer (CutMix, MixUp) is on. The order is the usual one: geometry and colour on [0, 1]
+    pixels, then normalisation, then erasing and mixing; within a stage, the registry's order."""
     x = x_uint8.float().div_(255)
     if flip:
         x = augment.flip(x, g)
-    x = augment.translate(x, active.get("translate", 0.0), g)
-    x = augment.crop(x, active.get("crop", 1.0), g)
-    x = augment.color_jitter(x, active.get("color_jitter", 0.0), g)
+    for reg in of_stage("image"):
+        x = reg.implementation(x, active.get(reg.name, reg.off), g)
     x = (x - mean) / std
-    x = augment.random_erasing(x, active.get("random_erasing", 0.0), g)
+    for reg in of_stage("normalised"):
+        x = reg.implementation(x, active.get(reg.name, reg.off), g)
     target: torch.Tensor = y
-    if active.get("cutmix", 0.0) > 0 or active.get("mixup", 0.0) > 0:
+    mixing = of_stage("batch")
+    if any(active.get(reg.name, reg.off) != reg.off for reg in mixing):
         target = augment.one_hot(y, num_classes)
-        x, target = augment.cutmix(x, target, active.get("cutmix", 0.0), g)
-        x, target = augment.mixup(x, target, active.get("mixup", 0.0), g)
+        for reg in mixing:
+            x, target = reg.implementation(x, target, active.get(reg.name, reg.off), g)
     return x, target
 
 
-def _loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, smoothing: float, device: torch.device):
-    # cross_entropy takes class indices or probabilities, and applies label smoothing to either.
-    return F.cross_entropy(_logits(model, x, device), target, label_smoothing=smoothing)
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
+               active: Mapping[str, float], device: torch.device) -> torch.Tensor:
+    """One optimizer step on a batch: forward, backward, then the ascent and gradient stages' regularizers
+    (SAM's second pass, gradient clipping), then the step. Returns the loss of the first forward pass."""
+    def forward_backward() -> torch.Tensor:
+        loss = _loss(model, x, target, active, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
+    loss = forward_backward()
+    for reg in of_stage("ascent"):
+        reg.implementation(model, forward_backward, active.get(reg.name, reg.off))
+    for reg in of_stage("gradient"):
+        reg.implementation(model, active.get(reg.name, reg.off))
+    optimizer.step()
+    return loss
+
+
+def _loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, active: Mapping[str, float],
+          device: torch.device) -> torch.Tensor:
+    (reg,) = of_stage("loss")  # the loss stage's one regularizer computes the loss
+    return reg.implementation(_logits(model, x, device), target, active.get(reg.name, reg.off))
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Cross entropy with label smoothing epsilon (Szegedy et al. 2016); 0 is the plain cross entropy. Takes
+    class indices or soft targets (after CutMix), and smooths either."""
+    return F.cross_entropy(logits, target, label_smoothing=smoothing)
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, coefficient: float) -> None:
+    """Weight decay of the optimizer's group 0, which holds the decayed weights (`_optimizer`)."""
+    optimizer.param_groups[0]["weight_decay"] = coefficient
+
+
+def sam(model: nn.Module, closure: Callable[[], torch.Tensor], rho: float) -> None:
+    """Sharpness-aware minimisation (Foret et al. 2021): with the gradient g of the batch's loss in the
+    parameters' .grad, move the weights to w + rho g / ||g|| (the worst point of the rho-ball to first order),
+    recompute the gradient there with `closure`, and move the weights back, so that the optimizer steps from w
+    with the gradient of the perturbed point. Two forward-backward passes per step; any base optimizer (SGD,
+    AdamW) then takes its step, weight decay included. The norm is over all parameters together. The second
+    pass leaves the BatchNorm running statistics as the first pass left them, so each step updates them once,
+    from the weights it steps from. rho = 0 does nothing."""
+    if rho <= 0:
+        return
+    params = [p for p in model.parameters() if p.grad is not None]
+    grads = [p.grad for p in params]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    saved_params = [p.detach().clone() for p in params]
+    saved_buffers = [b.clone() for b in model.buffers()]
+    with torch.no_grad():
+        scale = rho / (norm + 1e-12)
+        for p, g in zip(params, grads):
+            p.add_(g * scale)
+    closure()
+    with torch.no_grad():  # restored by copying, not by subtracting: w + e - e need not be w in floating point
+        for p, saved in zip(params, saved_params):
+            p.copy_(saved)
+        for b, saved in zip(model.buffers(), saved_buffers):
+            b.copy_(saved)
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> None:
+    """Gradient clipping: scale the gradient down to L2 norm max_norm (over all parameters together) when it
+    is larger (torch.nn.utils.clip_grad_norm_). max_norm = 0 does nothing."""
+    if max_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
 
 
 def _logits(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:

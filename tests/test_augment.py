@@ -1,14 +1,19 @@
-"""Invariants of every batched regularizer: off is the identity, shapes and dtypes are kept, the same seed gives
-the same output, images in one batch get their own parameters, and the measured rates match the strength."""
+"""Invariants of every registered regularizer, generated from the registry: its function exists, off is the
+identity bit for bit, the same seed gives the same output, images in one batch get their own draws, the
+measured rate matches a probability; then the image and mixing operations' own properties."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from copy import deepcopy
+from functools import cache
 
 import pytest
 import torch
 
 from classaudit import augment
+from classaudit.regularizers import REGULARIZERS, STAGES, implementation, of_stage
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -20,69 +25,244 @@ def batch() -> torch.Tensor:
     return torch.rand(64, 3, 16, 16, generator=gen(123))
 
 
-IMAGE_OPS = {
-    "crop": (lambda x, s, g: augment.crop(x, s, g), 1.0, 0.2),
-    "translate": (lambda x, s, g: augment.translate(x, s, g), 0.0, 4),
-    "color_jitter": (lambda x, s, g: augment.color_jitter(x, s, g), 0.0, 1.0),
-    "random_erasing": (lambda x, s, g: augment.random_erasing(x, s, g), 0.0, 1.0),
-}
-MIX_OPS = {"cutmix": augment.cutmix, "mixup": augment.mixup}
+# ----------------------------------------------------------------------------------------------------------
+# Tests generated from the registry: every registered regularizer gets each invariant its stage allows, so a new
+# one is tested without a test edit. One harness per stage applies a regularizer at a strength with a seed.
+
+RANDOM_STAGES = ("model", "image", "normalised", "batch")  # the stages that draw from the run's generator
 
 
-@pytest.mark.parametrize("name", IMAGE_OPS)
-def test_off_is_identity_bit_for_bit(name, batch):
-    op, off, _ = IMAGE_OPS[name]
-    assert torch.equal(op(batch, off, gen()), batch)
+def names(*stages: str) -> list[str]:
+    return [r.name for r in REGULARIZERS.values() if r.stage in stages]
 
 
-@pytest.mark.parametrize("name", MIX_OPS)
-def test_mix_off_is_identity(name, batch):
-    target = augment.one_hot(torch.arange(64) % 10, 10)
-    x, t = MIX_OPS[name](batch, target, 0.0, gen())
-    assert torch.equal(x, batch) and torch.equal(t, target)
+@cache
+def _resnet() -> torch.nn.Module:
+    from classaudit.models import build_model
+
+    torch.manual_seed(0)
+    return build_model({"name": "cifar_resnet18", "options": {"width": 4}}, num_classes=10, in_channels=3)
 
 
-@pytest.mark.parametrize("name", IMAGE_OPS)
-def test_shape_dtype_and_range_kept(name, batch):
-    op, _, on = IMAGE_OPS[name]
-    out = op(batch, on, gen())
+def _tiny_resnet() -> torch.nn.Module:
+    """A model with every model-stage layer (dropout and drop path), BatchNorm in eval mode so that each image's
+    output depends on the image and its own draws alone."""
+    model = deepcopy(_resnet())
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    return model
+
+
+def _without_regularizing_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the model with its Dropout and DropPath layers replaced by nn.Identity."""
+    from classaudit.models import Dropout, DropPath
+
+    copy = deepcopy(model)
+    for name, m in list(copy.named_modules()):
+        if isinstance(m, (Dropout, DropPath)):
+            parent, _, attr = name.rpartition(".")
+            setattr(copy.get_submodule(parent) if parent else copy, attr, torch.nn.Identity())
+    return copy
+
+
+def _linear_problem():
+    """A tiny linear model with its gradient on a fixed batch, for the loss, ascent, gradient and optimizer stages."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x, y = torch.randn(16, 4, generator=gen(1)) * 3, torch.arange(16) % 3
+
+    def closure():
+        model.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    closure()
+    return model, closure
+
+
+def apply(name: str, strength: float, seed: int = 0, x: torch.Tensor | None = None):
+    """Regularizer `name` at `strength` through its registry function, as training calls it; returns a tuple of
+    tensors (or of the changed train settings) that say what it did, ending, for the stages that draw, with the
+    generator's state after it (off must draw nothing, or every later draw of the run would move)."""
+    reg = REGULARIZERS[name]
+    fn, g = reg.implementation, gen(seed)
+    if reg.stage in ("image", "normalised"):
+        return fn(x, strength, g), g.get_state()
+    if reg.stage == "batch":
+        y = torch.arange(x.shape[0]) % 10
+        return *fn(x, augment.one_hot(y, 10), strength, g), g.get_state()
+    if reg.stage == "model":
+        model = _tiny_resnet()
+        fn(model, strength, g)
+        return model(x), g.get_state()
+    if reg.stage == "loss":
+        logits = torch.randn(16, 5, generator=gen(2))
+        return (fn(logits, torch.arange(16) % 5, strength),)
+    if reg.stage == "ascent":
+        model, closure = _linear_problem()
+        fn(model, closure, strength)
+        return tuple(p.detach().clone() for p in model.parameters()) + tuple(p.grad for p in model.parameters())
+    if reg.stage == "gradient":
+        model, _ = _linear_problem()
+        fn(model, strength)
+        return tuple(p.grad for p in model.parameters())
+    if reg.stage == "optimizer":
+        model, _ = _linear_problem()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        fn(optimizer, strength)
+        optimizer.step()
+        return tuple(p.detach() for p in model.parameters())
+    if reg.stage == "recipe":
+        return (TRAIN_SETTINGS, fn(dict(TRAIN_SETTINGS), strength))
+    raise AssertionError(f"no harness for stage {reg.stage!r}")
+
+
+TRAIN_SETTINGS = {"epochs": 10, "finetune_epochs": 0, "batch_size": 256}
+
+
+def without(name: str, x: torch.Tensor | None = None):
+    """What `apply` returns when the regularizer is not there at all."""
+    reg = REGULARIZERS[name]
+    if reg.stage in ("image", "normalised"):
+        return x, gen(0).get_state()
+    if reg.stage == "batch":
+        return x, augment.one_hot(torch.arange(x.shape[0]) % 10, 10), gen(0).get_state()
+    if reg.stage == "model":
+        return _without_regularizing_layers(_tiny_resnet())(x), gen(0).get_state()
+    if reg.stage == "loss":
+        logits = torch.randn(16, 5, generator=gen(2))
+        return (torch.nn.functional.cross_entropy(logits, torch.arange(16) % 5),)
+    if reg.stage == "ascent":
+        model, _ = _linear_problem()
+        return tuple(p.detach().clone() for p in model.parameters()) + tuple(p.grad for p in model.parameters())
+    if reg.stage == "gradient":
+        return tuple(p.grad for p in _linear_problem()[0].parameters())
+    if reg.stage == "optimizer":
+        model, _ = _linear_problem()
+        torch.optim.SGD(model.parameters(), lr=0.1).step()
+        return tuple(p.detach() for p in model.parameters())
+    if reg.stage == "recipe":
+        return (TRAIN_SETTINGS, TRAIN_SETTINGS)
+    raise AssertionError(f"no harness for stage {reg.stage!r}")
+
+
+def off_of(name: str) -> float:
+    reg = REGULARIZERS[name]
+    return float(TRAIN_SETTINGS[reg.off_field.removeprefix("train.")]) if reg.off_field else reg.off
+
+
+def same(a, b) -> bool:
+    """Equal bit for bit, element by element."""
+    return len(a) == len(b) and all(torch.equal(u, v) if isinstance(u, torch.Tensor) else u == v
+                                    for u, v in zip(a, b))
+
+
+def test_every_stage_has_a_harness():
+    # `apply` and `without` above know these stages; a new stage needs its harness there first.
+    assert list(STAGES) == ["recipe", "model", "image", "normalised", "batch", "loss", "ascent", "gradient",
+                            "optimizer"]
+
+
+@pytest.mark.parametrize("name", REGULARIZERS)
+def test_every_regularizer_names_a_function_that_exists(name):
+    reg = REGULARIZERS[name]
+    assert reg.stage in STAGES
+    assert callable(implementation(reg.function))
+    assert reg.allows(reg.example) and reg.example != reg.off
+
+
+@pytest.mark.parametrize("function", ["", "crop", "classaudit.augment.no_such_function", "classaudit.nothing.crop"])
+def test_an_entry_without_a_function_cannot_be_used(function):
+    bad = dataclasses.replace(REGULARIZERS["crop"], function=function)
+    with pytest.raises((ImportError, AttributeError)):
+        bad.implementation
+
+
+def test_the_loss_stage_has_one_regularizer_which_computes_the_loss():
+    assert len(of_stage("loss")) == 1
+
+
+@pytest.mark.parametrize("name", REGULARIZERS)
+def test_off_is_the_identity_bit_for_bit(name, batch):
+    assert same(apply(name, off_of(name), x=batch), without(name, batch))
+
+
+@pytest.mark.parametrize("name", REGULARIZERS)
+def test_on_changes_something(name, batch):
+    assert not same(apply(name, REGULARIZERS[name].example, x=batch), without(name, batch))
+
+
+@pytest.mark.parametrize("name", names(*RANDOM_STAGES))
+def test_same_seed_same_output_other_seed_other_output(name, batch):
+    on = REGULARIZERS[name].example
+    assert same(apply(name, on, seed=7, x=batch), apply(name, on, seed=7, x=batch))
+    assert not same(apply(name, on, seed=7, x=batch), apply(name, on, seed=8, x=batch))
+
+
+@pytest.mark.parametrize("name", names(*RANDOM_STAGES))
+def test_each_image_gets_its_own_draws(name, batch):
+    """One image repeated across the batch comes out in several versions (a draw per batch gives one). Mixing
+    needs other images to mix with: there each image's own label weight differs instead."""
+    reg = REGULARIZERS[name]
+    on = 0.5 if reg.rate else reg.example
+    if reg.stage == "batch":
+        target = apply(name, on, x=batch)[1]
+        versions = target[torch.arange(64), torch.arange(64) % 10]
+    else:
+        versions = apply(name, on, x=batch[:1].repeat(64, 1, 1, 1))[0]
+    assert len({tuple(v.flatten().tolist()) for v in versions}) >= 4
+
+
+@pytest.mark.parametrize("name", names("image"))
+def test_image_regularizers_keep_shape_dtype_and_range(name, batch):
+    out = apply(name, REGULARIZERS[name].example, x=batch)[0]
     assert out.shape == batch.shape and out.dtype == batch.dtype
-    if name != "random_erasing":
-        assert out.min() >= 0 and out.max() <= 1
+    assert out.min() >= 0 and out.max() <= 1
 
 
-@pytest.mark.parametrize("name", IMAGE_OPS)
-def test_same_seed_same_output_and_per_image_parameters(name, batch):
-    op, _, on = IMAGE_OPS[name]
-    assert torch.equal(op(batch, on, gen(7)), op(batch, on, gen(7)))
-    assert not torch.equal(op(batch, on, gen(7)), op(batch, on, gen(8)))
-    # One image repeated across the batch: per-sample randomness gives different outputs.
-    same = batch[:1].repeat(32, 1, 1, 1)
-    out = op(same, on, gen(3))
-    distinct = {tuple(o.flatten().tolist()) for o in out}
-    assert len(distinct) > 16
+@pytest.mark.parametrize("name", names("batch"))
+def test_mixing_keeps_each_soft_target_a_distribution(name, batch):
+    target = apply(name, 1.0, x=batch)[1]
+    assert torch.allclose(target.sum(1), torch.ones(64)) and (target >= 0).all()
 
 
-@pytest.mark.parametrize("name", MIX_OPS)
-def test_mix_targets_sum_to_one_and_are_per_sample(name, batch):
-    y = torch.arange(64) % 10
-    x, t = MIX_OPS[name](batch, augment.one_hot(y, 10), 1.0, gen(1))
-    assert torch.allclose(t.sum(1), torch.ones(64))
-    own = t[torch.arange(64), y]
-    assert own.unique().numel() > 16  # each image its own lambda
-    x2, t2 = MIX_OPS[name](batch, augment.one_hot(y, 10), 1.0, gen(1))
-    assert torch.equal(x, x2) and torch.equal(t, t2)
-
-
-@pytest.mark.parametrize("name, p", [("cutmix", 0.3), ("mixup", 0.3), ("cutmix", 0.8), ("mixup", 0.8)])
-def test_fraction_mixed_matches_probability(name, p):
+def _changed_fraction(name: str, p: float) -> tuple[float, float]:
+    """(measured rate, expected rate) of a regularizer whose strength is a probability: the share of images it
+    changes, or for layers (dropout, drop path) the share of their input they zero, against the rate set on
+    each layer (the largest of which is the strength)."""
+    reg = REGULARIZERS[name]
     n = 4000
-    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 8, 8).contiguous()
-    y = torch.arange(n) % 10
-    out, t = MIX_OPS[name](x, augment.one_hot(y, 10), p, gen(5))
-    changed = (out != x).flatten(1).any(1).float().mean().item()
-    # A mixed image is unchanged only if it drew itself as partner, or a box of zero pixels (CutMix).
-    assert abs(changed - p) < 0.04
+    if reg.stage in ("image", "normalised", "batch"):
+        x = torch.arange(1, n + 1, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 8, 8).contiguous()
+        out = apply(name, p, seed=5, x=x)[0]
+        # A mixed image is unchanged only if it drew itself as partner, or a box of zero pixels (CutMix).
+        return (out != x).flatten(1).any(1).float().mean().item(), p
+    model = _tiny_resnet()
+    reg.implementation(model, p, gen(5))
+    seen = []
+
+    def record(module, inputs, output):
+        if getattr(module, "p", 0) > 0:
+            zeroed = (output == 0) & (inputs[0] != 0)
+            seen.append((zeroed.sum().item() / (inputs[0] != 0).sum().item(), module.p))
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    model(torch.rand(1000, 3, 8, 8, generator=gen(6)))
+    for h in hooks:
+        h.remove()
+    assert seen and max(rate for _, rate in seen) == pytest.approx(p)
+    worst = max(seen, key=lambda s: abs(s[0] - s[1]))
+    return worst
+
+
+@pytest.mark.parametrize("p", [0.3, 0.8])
+@pytest.mark.parametrize("name", [r.name for r in REGULARIZERS.values() if r.rate])
+def test_measured_rate_matches_the_probability(name, p):
+    measured, expected = _changed_fraction(name, p)
+    assert abs(measured - expected) < 0.05
 
 
 def test_cutmix_label_weight_is_the_pasted_area():
@@ -217,3 +397,23 @@ def test_translate_shifts_by_whole_pixels_within_range():
     assert (out.flatten(1).max(1).values == 1.0).all()  # copied exactly, not interpolated
     assert dy.abs().max() == 3 and dx.abs().max() == 3
     assert abs(dx.float().mean().item()) < 0.15 and abs(dx.abs().float().mean().item() - 12 / 7) < 0.1
+
+
+def test_the_readme_table_and_the_listing_are_the_registry():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = "| name | strength | off | range | stage |\n|---|---|---|---|---|\n" + "".join(
+        f"| {r.name} | {r.unit} | {r.off_text} | {r.range_text} | {r.stage} |\n" for r in REGULARIZERS.values())
+    assert table in readme
+    # The listing, and study validation, without torch: a study is checked anywhere.
+    code = ("import sys; from click.testing import CliRunner; from classaudit.cli import cli; "
+            "import classaudit.config; out = CliRunner().invoke(cli, ['regularizers']).output; "
+            "print(out); assert 'torch' not in sys.modules, 'torch was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    for r in REGULARIZERS.values():
+        assert f"{r.name:<16} off = {r.off_text}   range {r.range_text}   stage: {r.stage}\n" in done.stdout
+        assert f"unit: {r.unit}\n" in done.stdout

@@ -77,13 +77,14 @@ def error_of(raw) -> str:
     ({"model.name": "resnet5O"},
      "s.toml: field 'model.name': value \"resnet50_\" is not a known model"),
     ({"sweep.blur": {"strengths": [1.0]}},
-     "s.toml: field 'sweep.blur': value \"blur\" is not a known regularizer; allowed: crop, translate, "
-     "color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set regularizer = \"...\" in the table to "
-     "name the axis freely)"),
+     "s.toml: field 'sweep.blur': value \"blur\" is not a known regularizer; allowed: translate, crop, "
+     "color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay, dropout, drop_path, sam, "
+     "grad_clip, epochs (or set regularizer = \"...\" in the table to name the axis freely)"),
     ({"sweep.late": {"regularizer": "crpo", "strengths": [0.5]}},
      "s.toml: field 'sweep.late.regularizer': value \"crpo\" is not a known regularizer (did you mean \"crop\"?); "
-     "allowed: crop, translate, color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay (or set "
-     "regularizer = \"...\" in the table to name the axis freely)"),
+     "allowed: translate, crop, color_jitter, random_erasing, cutmix, mixup, label_smoothing, weight_decay, "
+     "dropout, drop_path, sam, grad_clip, epochs (or set regularizer = \"...\" in the table to name the axis "
+     "freely)"),
     ({"sweep.crop.start_epoch": 1},
      "s.toml: field 'sweep.crop.start_epoch': value 1 is not allowed; expected an epoch from 0 to 0 "
      "(train.epochs + train.finetune_epochs - 1)"),
@@ -126,6 +127,45 @@ def error_of(raw) -> str:
     ({"dataset.n_val_per_class": 100},
      "s.toml: field 'dataset.n_val_per_class': value 100 is given with dataset.val_fraction = 0.2; give one of "
      "them (a count of validation images per class, or a fraction of each class)"),
+    # The regularizers of issue 21: negative, out of range, and drop path on a model without residual blocks.
+    ({"sweep.dropout": {"strengths": [-0.1]}},
+     "s.toml: field 'sweep.dropout.strengths[0]': value -0.1 is out of range for dropout; allowed: 0 <= s < 1 "
+     "(probability p that an activation is zeroed (the others are scaled by 1 / (1 - p)); off = 0)"),
+    ({"sweep.dropout": {"strengths": [1.0]}},
+     "s.toml: field 'sweep.dropout.strengths[0]': value 1.0 is out of range for dropout; allowed: 0 <= s < 1 "
+     "(probability p that an activation is zeroed (the others are scaled by 1 / (1 - p)); off = 0)"),
+    ({"sweep.sam": {"strengths": [-0.05]}},
+     "s.toml: field 'sweep.sam.strengths[0]': value -0.05 is out of range for sam; allowed: 0 <= s <= 1 (rho: "
+     "radius of the neighbourhood whose worst point (to first order) gives the gradient; off = 0)"),
+    ({"sweep.sam": {"strengths": [2.0]}},
+     "s.toml: field 'sweep.sam.strengths[0]': value 2.0 is out of range for sam; allowed: 0 <= s <= 1 (rho: "
+     "radius of the neighbourhood whose worst point (to first order) gives the gradient; off = 0)"),
+    ({"sweep.grad_clip": {"strengths": [-1.0]}},
+     "s.toml: field 'sweep.grad_clip.strengths[0]': value -1.0 is out of range for grad_clip; allowed: 0 <= s <= "
+     "1000 (largest L2 norm of the gradient (all parameters together); larger ones are scaled down to it; 0 = no "
+     "clipping; off = 0)"),
+    ({"sweep.epochs": {"strengths": [0]}},
+     "s.toml: field 'sweep.epochs.strengths[0]': value 0 is out of range for epochs; allowed: 1 <= s <= 10000, a "
+     "whole number (training length in epochs; each length is its own run with its own schedule; off = "
+     "train.epochs)"),
+    ({"sweep.epochs": {"strengths": [2.5]}},
+     "s.toml: field 'sweep.epochs.strengths[0]': value 2.5 is out of range for epochs; allowed: 1 <= s <= 10000, "
+     "a whole number (training length in epochs; each length is its own run with its own schedule; off = "
+     "train.epochs)"),
+    ({"sweep.epochs": {"strengths": [1]}},
+     "s.toml: field 'sweep.epochs.strengths': value [1] is only the off point, which every axis includes; add at "
+     "least one strength other than 1 to sweep epochs"),
+    ({"sweep.epochs": {"strengths": [2, 4], "start_epoch": 0}},
+     "s.toml: field 'sweep.epochs.start_epoch': value 0 is not allowed; epochs is not switched on at an epoch "
+     "(each strength is its own run from the start): remove start_epoch"),
+    ({"baseline.epochs": 3},
+     "s.toml: field 'baseline.epochs': value 3 is not allowed; the baseline of epochs is train.epochs: set it there"),
+    ({"sweep.drop_path": {"strengths": [0.1, 0.2]}},
+     "s.toml: field 'sweep.drop_path.strengths': value [0.1, 0.2] is not allowed with model \"smallcnn\", which has "
+     "no residual blocks; drop_path works with: cifar_resnet18"),
+    ({"baseline.drop_path": 0.1},
+     "s.toml: field 'baseline.drop_path': value 0.1 is not allowed with model \"smallcnn\", which has no residual "
+     "blocks; drop_path works with: cifar_resnet18"),
 ])
 def test_bad_field_gives_one_exact_message(changes, message):
     got = error_of(study_with(**changes))
@@ -283,3 +323,45 @@ def test_data_limited_fields_reach_the_run_config_and_leave_old_run_ids_alone():
     # Fields that are not given are left out of the resolved config: the ids are those of before the fields
     # existed (this one is pinned from a results folder written then).
     assert plain[0].run_id == PINNED_TINY_OFF_RUN_ID
+
+
+def test_epochs_axis_lengths_are_runs_of_their_own_length_and_its_off_point_is_train_epochs():
+    """Each length is the run a study with that train.epochs would train (same config, same id); the study's own
+    train.epochs is the shared off point; the regularizers list never names epochs."""
+    raw = study_with(**{"train.epochs": 2, "sweep.epochs": {"strengths": [1, 4]}})
+    study = parse_study(raw, "s.toml")
+    axis = [a for a in study.axes if a.name == "epochs"][0]
+    assert (axis.off, axis.strengths) == (2.0, (2.0, 1.0, 4.0))
+    runs = expand(study)
+    by_epochs = {r.config["train"]["epochs"]: r for r in runs if r.seed == 0 and not r.config["regularizers"]}
+    assert sorted(by_epochs) == [1, 2, 4] and all(isinstance(e, int) for e in by_epochs)
+    assert {(p.axis, p.strength, p.is_off) for p in by_epochs[2].points} >= {("epochs", 2.0, True)}
+    for length in (1, 4):
+        alone = expand(parse_study(study_with(**{"train.epochs": length}), "s.toml"))
+        assert by_epochs[length].run_id in {r.run_id for r in alone}
+        assert by_epochs[length].label == f"epochs={length} seed=0"
+    moved = parse_study(apply_overrides(raw, ["train.epochs=4"]), "s.toml")
+    assert [a.strengths for a in moved.axes if a.name == "epochs"] == [(4.0, 1.0)]  # 4 is the off point now
+
+
+def test_a_factorial_epochs_axis_bounds_every_start_epoch_by_its_shortest_length():
+    raw = study_with(**{"study.design": "factorial", "train.epochs": 4, "sweep.crop.start_epoch": 2,
+                        "sweep.epochs": {"strengths": [2, 6]}})
+    assert error_of(raw) == ("s.toml: field 'sweep.crop.start_epoch': value 2 is not allowed; expected an epoch "
+                             "from 0 to 1 (the shortest training the epochs axis sweeps + train.finetune_epochs - 1)")
+    parse_study(study_with(**{"train.epochs": 4, "sweep.crop.start_epoch": 2, "sweep.epochs": {"strengths": [2]}}))
+
+
+def test_new_regularizers_leave_existing_run_ids_alone_and_are_listed_only_when_on():
+    plain = expand(parse_study(BASE, "s.toml"))
+    assert plain[0].run_id == PINNED_TINY_OFF_RUN_ID
+    raw = study_with(**{"model.name": "cifar_resnet18", "model.options": {}, "train.epochs": 2,
+                        "sweep.dropout": {"strengths": [0.2]}, "sweep.drop_path": {"strengths": [0.1]},
+                        "sweep.sam": {"strengths": [0.05], "start_epoch": 1}, "sweep.grad_clip": {"strengths": [1.0]},
+                        "sweep.epochs": {"strengths": [1]}})
+    runs = [r for r in expand(parse_study(raw, "s.toml")) if r.seed == 0]
+    assert sum(1 for r in runs if not r.config["regularizers"] and r.config["train"]["epochs"] == 2) == 1
+    on = {name: spec for r in runs for name, spec in r.config["regularizers"].items()}
+    assert on == {"crop": {"strength": 0.5, "start_epoch": 0}, "cutmix": {"strength": 0.5, "start_epoch": 0},
+                  "dropout": {"strength": 0.2, "start_epoch": 0}, "drop_path": {"strength": 0.1, "start_epoch": 0},
+                  "sam": {"strength": 0.05, "start_epoch": 1}, "grad_clip": {"strength": 1.0, "start_epoch": 0}}

@@ -263,7 +263,7 @@ def test_partial_sweep(tmp_path):
     out = write_report((results, predictions), tmp_path / "partial")
     html = (out / "index.html").read_text("utf-8")
     difference = read_csv(out / "difference.csv")
-    assert set(difference["test_used"]) >= {"paired", "none", "mcnemar"}
+    assert set(difference["test_used"]) >= {"moderated", "none", "mcnemar"}
     assert "cutmix" in html and "Only its off point has results so far" in html
     untested = {(cells[0], cells[1].removesuffix(" (chosen)")): cells[3] for cells in summary_tables(out)[1]
                 if cells[3].startswith("untested")}

@@ -129,7 +129,9 @@ def engine_pvalues(on: np.ndarray, off: np.ndarray, images: int, *, test: str = 
         if test == "paired":
             se = d[i].std(axis=-1, ddof=1) / np.sqrt(seeds)
             with np.errstate(divide="ignore", invalid="ignore"):
-                p[i] = treat_pvalue(d[i].mean(axis=-1), se, seeds - 1, min_effect)
+                # Seeds that all changed alike leave the plain t undefined: no evidence, p = 1 (the sign-flip
+                # test ``difference`` falls back to cannot reject below 6 seeds either).
+                p[i] = np.nan_to_num(treat_pvalue(d[i].mean(axis=-1), se, seeds - 1, min_effect), nan=1.0)
             continue
         # One prior for the whole study, fitted on every arm's seed variance, as ``difference`` fits it.
         arms = np.concatenate([on[i].reshape(-1, k, seeds), off[i][None]])  # [regularizers x strengths + 1, K, R]
