@@ -73,7 +73,7 @@ def test_options_and_frames_are_checked_once_at_construction(pair):
     assert str(info.value) == "alpha=1.5 is not valid; allowed: a number between 0 and 1"
     with pytest.raises(ca.AnalysisError) as info:
         ca.Audit(results, test="ttest")
-    assert str(info.value) == "test='ttest' is not valid; allowed: 'auto', 'welch', 'paired', 'permutation'"
+    assert str(info.value) == "test='ttest' is not valid; allowed: 'auto', 'moderated', 'welch', 'paired', 'permutation'"
     with pytest.raises(ca.AnalysisError) as info:
         ca.Audit(results, min_effect=-0.01)
     assert str(info.value) == "min_effect=-0.01 is not valid; allowed: a number from 0 to 1 (0.01 = 1 point)"
