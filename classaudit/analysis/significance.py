@@ -220,9 +220,9 @@ def cell_priors(class_ids: np.ndarray, ratio: np.ndarray, df: np.ndarray) -> tup
         if np.isinf(prior.df):
             scale[mine], prior_df[mine] = prior.scale, np.inf
         else:
-            scale[mine] = np.where(others_df > 0,
-                                   (prior.df * prior.scale + others_df * np.nan_to_num(others)) / (prior.df + others_df),
-                                   prior.scale)
+            with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 where no df at all; np.where keeps the prior
+                mixed = (prior.df * prior.scale + others_df * np.nan_to_num(others)) / (prior.df + others_df)
+            scale[mine] = np.where(others_df > 0, mixed, prior.scale)
             prior_df[mine] = prior.df + others_df
     return prior, scale, prior_df
 
