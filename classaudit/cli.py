@@ -138,7 +138,7 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
     """
     from classaudit.config import load_study
     from classaudit.executors import check_executor, make_executor, runs_here
-    from classaudit.sweep import check_size, plan, record_study, run_sweep
+    from classaudit.sweep import execute, plan, record_study
 
     study = load_study(study_file, [*sets, *([f"train.epochs={epochs}"] if epochs is not None else [])])
     if device != "auto":
@@ -148,21 +148,19 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
     options = dict(address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, partition=partition,
                    time_limit=time_limit, folder=slurm_folder)
     # Every usage check comes before the data set is loaded (or downloaded) and before anything is written;
-    # a dry run makes the same checks, so what it approves runs.
+    # a dry run makes the same checks and prints the same plan, so what it approves runs.
     check_executor(executor, **options)
     results = results or Path("results") / study.name
+    the_plan = plan(study, results, confirm_large=yes)
     if dry_run:
-        _dry_run(study, results, yes)
+        _print_dry_run(the_plan)
         return
-    if _may_train(study, results):
-        check_size(study, yes)  # before a study too large (seeds = 20240101) is expanded
-    the_plan = plan(study, results)
+    the_plan.check_size()
     if not the_plan.todo:
-        record_study(study, results, the_plan.runs)  # status and report now read this study's runs
+        record_study(the_plan)  # status and report now read this study's runs
         click.echo(f"{study.name}: all {len(the_plan.runs)} runs are finished in {results}; nothing to train.")
         _print_table(results)
         return
-    check_size(study, yes)
     from classaudit.store import ResultsFolder
     from classaudit.train import get_dataset
 
@@ -203,9 +201,9 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         main = threading.current_thread() is threading.main_thread()  # only there can handlers be set
         previous = signal.signal(signal.SIGTERM, _terminated) if main else None
         try:
-            summary = run_sweep(study, results, ex, data_dir=str(data_dir) if data_dir else None,
-                                device=None if device == "auto" else device, workers=workers, retries=retries,
-                                confirm_large=yes, on_start=on_start, on_outcome=on_outcome)
+            summary = execute(the_plan, ex, data_dir=str(data_dir) if data_dir else None,
+                              device=None if device == "auto" else device, workers=workers, retries=retries,
+                              on_start=on_start, on_outcome=on_outcome)
         finally:
             if main:
                 signal.signal(signal.SIGTERM, previous)
@@ -232,26 +230,13 @@ def _terminated(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _may_train(study, results: Path) -> bool:
-    """Whether the folder holds fewer runs than the study has, so some may need training (the size check then
-    applies); when it holds as many, the study was trained before and expanding it is cheap."""
-    from classaudit.config import count_runs
-    from classaudit.store import ResultsFolder
-
-    return count_runs(study) > len(ResultsFolder(results).run_ids())
-
-
-def _dry_run(study, results: Path, yes: bool) -> None:
+def _print_dry_run(the_plan) -> None:
     """What `sweep` would do: the runs to train, and what it would say about the folder and the study's size."""
-    from classaudit.config import count_runs
-    from classaudit.sweep import plan
-
-    n = count_runs(study)
-    if n > study.max_runs and not yes and _may_train(study, results):
-        click.echo(f"{study.name}: {n} runs, more than study.max_runs = {study.max_runs}: the sweep will ask for "
-                   "--yes (not listed)")
+    study, results = the_plan.study, the_plan.results
+    if the_plan.refusal is not None:
+        click.echo(f"{study.name}: {the_plan.n_runs} runs, more than study.max_runs = {study.max_runs}: the sweep "
+                   "will ask for --yes (not listed)")
         return
-    the_plan = plan(study, results)
     click.echo(f"{study.name}: {len(the_plan.runs)} runs, {len(the_plan.todo)} to train, "
                f"{len(the_plan.runs) - len(the_plan.todo)} finished in {results}")
     for problem in sorted(the_plan.corrupt.values()):

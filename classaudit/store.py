@@ -363,20 +363,25 @@ def snapshot(path: str | Path | Snapshot) -> Snapshot:
     return Snapshot(folder, study, good, bad, folder.failures())
 
 
-def status(path: str | Path | Snapshot) -> Status:
-    snap = snapshot(path)
-    study, good, bad = snap.study, snap.good, snap.bad
-    wanted = study["runs"]
-    st = Status(study=study["name"], labels={k: v["label"] for k, v in wanted.items()})
-    for rid in wanted:
-        if rid in good:
-            st.done.append(rid)
-        else:
-            st.pending.append(rid)
-    st.failed = {rid: snap.failures[rid] for rid in st.pending if rid in snap.failures}
-    st.corrupt = {rid: msg for rid, msg in bad.items()}
-    st.stale = sorted(set(good) - set(wanted))
+def classify(study: str, labels: dict[str, str], good: dict[str, dict], bad: dict[str, str],
+             failures: dict[str, dict]) -> Status:
+    """The one classification of a folder's runs against the runs a study wants (`labels`, id -> label, in the
+    study's order): done, pending (failed among them), damaged and stale. `classaudit status` shows it and a
+    sweep's plan trains its pending runs."""
+    st = Status(study=study, labels=dict(labels))
+    for rid in labels:
+        (st.done if rid in good else st.pending).append(rid)
+    st.failed = {rid: failures[rid] for rid in st.pending if rid in failures}
+    st.corrupt = dict(bad)
+    st.stale = sorted(set(good) - set(labels))
     return st
+
+
+def status(path: str | Path | Snapshot) -> Status:
+    """The state of a results folder, against the study it last recorded (its study.json)."""
+    snap = snapshot(path)
+    labels = {rid: run["label"] for rid, run in snap.study["runs"].items()}
+    return classify(snap.study["name"], labels, snap.good, snap.bad, snap.failures)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -13,15 +13,45 @@ from pathlib import Path
 from classaudit.config import Run, Study, count_runs, expand
 from classaudit.errors import EnvironmentProblem, UsageError
 from classaudit.executors import Outcome, Task, runs_here, threads_per_worker
-from classaudit.store import ResultsFolder
+from classaudit.store import ResultsFolder, Status, classify
 
 
-@dataclass
+@dataclass(frozen=True)
 class SweepPlan:
-    runs: list[Run]
-    todo: list[Run]
-    corrupt: dict[str, str]
-    stale: list[str]
+    """What a sweep of `study` into `results` would do, decided once by `plan`: the dry run prints it, the size
+    check reads it, the sweep trains its `todo`, and its `state` is the classification `classaudit status` shows.
+    A study over its max_runs that would train is not expanded (seeds = 20240101 is a typo, not a plan): `runs` is
+    then empty and `refusal` says why."""
+
+    study: Study
+    results: Path
+    n_runs: int
+    runs: list[Run]  # the study's runs, in order
+    state: Status  # done, pending (failed among them), damaged and stale
+    confirm_large: bool
+    refusal: str | None  # why the sweep will not start without --yes; None when it may
+
+    @property
+    def todo(self) -> list[Run]:
+        pending = set(self.state.pending)
+        return [r for r in self.runs if r.run_id in pending]
+
+    @property
+    def corrupt(self) -> dict[str, str]:
+        """Damaged records of the study's runs (the sweep re-trains them); others are left to `status`."""
+        return {rid: problem for rid, problem in self.state.corrupt.items() if rid in self.state.labels}
+
+    @property
+    def stale(self) -> list[str]:
+        return self.state.stale
+
+    def check_size(self) -> None:
+        if self.refusal is not None:
+            raise UsageError(self.refusal)
+
+    def refreshed(self) -> SweepPlan:
+        """The same runs against the folder as it is now (a sweep re-reads it once it holds the folder's lock)."""
+        return _plan(self.study, self.results, self.confirm_large, self.runs or None)
 
 
 @dataclass
@@ -34,60 +64,72 @@ class SweepSummary:
     stale: list[str] = field(default_factory=list)
 
 
-def plan(study: Study, results: str | Path) -> SweepPlan:
-    """What a sweep would do, without writing anything. Damaged records of runs outside the study are left out:
-    no sweep of this study would re-train them (status lists them)."""
-    runs = expand(study)
+def plan(study: Study, results: str | Path, *, confirm_large: bool = False) -> SweepPlan:
+    """What a sweep would do, without writing anything."""
+    return _plan(study, Path(results), confirm_large, None)
+
+
+def _plan(study: Study, results: Path, confirm_large: bool, runs: list[Run] | None) -> SweepPlan:
     folder = ResultsFolder(results)
-    good, bad = folder.verified_runs() if folder.path.is_dir() else ({}, {})
-    wanted = {r.run_id for r in runs}
-    return SweepPlan(runs, [r for r in runs if r.run_id not in good],
-                     {rid: problem for rid, problem in bad.items() if rid in wanted}, sorted(set(good) - wanted))
+    here = folder.path.is_dir()
+    good, bad = folder.verified_runs() if here else ({}, {})
+    failures = folder.failures() if here else {}
+    n = count_runs(study)  # from one seed's grid: cheap however many seeds
+    large = n > study.max_runs and not confirm_large
+    if runs is None and large and n > len(good):  # it must train some: refuse before expanding
+        return SweepPlan(study, results, n, [], classify(study.name, {}, good, bad, failures), confirm_large,
+                         _too_large(study, n))
+    runs = runs if runs is not None else expand(study)
+    state = classify(study.name, {r.run_id: r.label for r in runs}, good, bad, failures)
+    return SweepPlan(study, results, n, runs, state, confirm_large,
+                     _too_large(study, n) if large and state.pending else None)
 
 
-def check_size(study: Study, confirm_large: bool) -> None:
-    """Refuse a study larger than its max_runs unless confirmed (a typo in a grid can mean thousands of runs).
-    Counted from one seed's grid, so a huge study is refused before it is expanded."""
-    n = count_runs(study)
-    if n > study.max_runs and not confirm_large:
-        hint = ""
-        if isinstance(study.seeds, range) and len(study.seeds) > study.max_runs:
-            hint = (f" (study.seeds = {len(study.seeds)} is a count, seeds 0..{len(study.seeds) - 1}; for that one "
-                    f"seed write seeds = [{len(study.seeds)}])")
-        raise UsageError(f"{study.path}: the study expands to {n} runs, more than study.max_runs "
-                         f"= {study.max_runs}{hint}; pass --yes to run them all, or raise study.max_runs")
+def _too_large(study: Study, n: int) -> str:
+    """The refusal of a study larger than its max_runs (a typo in a grid can mean thousands of runs)."""
+    hint = ""
+    if isinstance(study.seeds, range) and len(study.seeds) > study.max_runs:
+        hint = (f" (study.seeds = {len(study.seeds)} is a count, seeds 0..{len(study.seeds) - 1}; for that one "
+                f"seed write seeds = [{len(study.seeds)}])")
+    return (f"{study.path}: the study expands to {n} runs, more than study.max_runs = {study.max_runs}{hint}; "
+            "pass --yes to run them all, or raise study.max_runs")
 
 
-def record_study(study: Study, results: str | Path, runs: list[Run]) -> None:
-    """Make `study` the folder's study (its study.json) without training: what a sweep with nothing left to
-    train does, so that status and report then read this study's runs, not the previous one's."""
-    folder = ResultsFolder(results)
+def record_study(the_plan: SweepPlan) -> None:
+    """Make the plan's study the folder's study (its study.json) without training: what a sweep with nothing left
+    to train does, so that status and report then read this study's runs, not the previous one's."""
+    folder = ResultsFolder(the_plan.results)
     with folder.lock():
-        folder.write_study(study.name, study.path, runs)
+        folder.write_study(the_plan.study.name, the_plan.study.path, the_plan.runs)
 
 
-def run_sweep(
-    study: Study,
-    results: str | Path,
+def run_sweep(study: Study, results: str | Path, executor, *, confirm_large: bool = False, **options) -> SweepSummary:
+    """Train every missing run of `study` into the folder `results`: `execute(plan(...), executor)`."""
+    return execute(plan(study, results, confirm_large=confirm_large), executor, **options)
+
+
+def execute(
+    the_plan: SweepPlan,
     executor,
     *,
     data_dir: str | None = None,
     device: str | None = None,
     workers: int = 1,
     retries: int = 0,
-    confirm_large: bool = False,
     on_start: Callable[[SweepPlan], None] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> SweepSummary:
-    """Train every missing run of `study` into the folder `results`, holding its lock throughout."""
-    check_size(study, confirm_large)
-    the_plan = plan(study, results)
-    folder = ResultsFolder(results)
-    summary = SweepSummary(len(the_plan.runs), len(the_plan.runs) - len(the_plan.todo),
-                           corrupt=the_plan.corrupt, stale=the_plan.stale)
+    """Train the plan's missing runs, holding the folder's lock throughout; the folder is read again under the
+    lock, since another sweep may have stored runs since the plan was made."""
+    the_plan.check_size()
+    folder = ResultsFolder(the_plan.results)
     with folder.lock():
+        the_plan = the_plan.refreshed()
+        the_plan.check_size()
+        summary = SweepSummary(len(the_plan.runs), len(the_plan.runs) - len(the_plan.todo),
+                               corrupt=the_plan.corrupt, stale=the_plan.stale)
         folder.clean_temporaries()
-        folder.write_study(study.name, study.path, the_plan.runs)
+        folder.write_study(the_plan.study.name, the_plan.study.path, the_plan.runs)
         if on_start is not None:
             on_start(the_plan)
         # On this machine the sweep splits the cores between the workers; on a cluster each run's threads are

@@ -364,3 +364,41 @@ def test_listings(runner):
         assert out.exit_code == 0 and f"classaudit {command}" in out.output.split("Example")[1], command
     everything = runner.invoke(cli, ["models", "--all"]).output
     assert "torchvision classifiers: " in everything and "resnet50" in everything
+
+
+def test_the_plan_classifies_the_folder_as_status_does_and_the_sweep_trains_its_todo(finished, runner, tmp_path):
+    """One plan: the runs a dry run lists are the plan's todo, and its state is `classaudit status`'s, entry for
+    entry (done, pending, failed, damaged, stale)."""
+    from classaudit.config import load_study
+    from classaudit.store import status
+    from classaudit.sweep import plan, record_study
+
+    study_file, full, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(full, copy)
+    ids = ResultsFolder(copy).run_ids()
+    (copy / "runs" / ids[0] / "record.json").write_text("{")  # damaged: re-trained
+    shutil.rmtree(copy / "runs" / ids[1])  # missing: pending
+    the_plan = plan(load_study(study_file), copy)
+    assert sorted(r.run_id for r in the_plan.todo) == sorted(ids[:2]) and the_plan.refusal is None
+    assert list(the_plan.corrupt) == [ids[0]] and the_plan.stale == []
+    record_study(the_plan)
+    assert status(copy) == the_plan.state
+    out = sweep(runner, study_file, copy, "--dry-run")
+    listed = [line.split()[0] for line in out.output.splitlines() if line.startswith("  ") and "damaged" not in line]
+    assert sorted(listed) == sorted(ids[:2]), out.output
+    # Another study version: every old run is stale, in the plan as in status.
+    longer = plan(load_study(study_file, ["train.epochs=2"]), copy)
+    assert sorted(longer.stale) == sorted(ids[2:]) and len(longer.todo) == 6
+
+
+def test_a_plan_over_max_runs_refuses_before_expanding(tiny_study, tmp_path):
+    from classaudit.config import load_study
+    from classaudit.errors import UsageError
+    from classaudit.sweep import plan
+
+    huge = plan(load_study(tiny_study, ["study.seeds=20240101"]), tmp_path / "r")
+    assert huge.runs == [] and huge.n_runs == 3 * 20240101
+    with pytest.raises(UsageError, match="the study expands to 60720303 runs"):
+        huge.check_size()
+    assert not (tmp_path / "r").exists()
