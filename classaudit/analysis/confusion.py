@@ -191,13 +191,16 @@ def churn(predictions: pd.DataFrame, *, split: str = "test", per_class: bool = F
         pairs = list(itertools.combinations(range(grid.shape[1]), 2))
         differs = pd.DataFrame({pair: grid.iloc[:, pair[0]] != grid.iloc[:, pair[1]] for pair in pairs},
                                index=grid.index, dtype=float)
-        # Mean over images (of a class) per seed pair, then over pairs; with one seed there are no pairs and
-        # the mean of nothing is NaN.
+        # Mean over images (of a class) and seed pairs. Every pair sees the same images, so it is one division of
+        # whole counts, whose float does not depend on the order numpy adds in (a mean of means does, and a
+        # value on a rounding tie, such as 207 / 2000, then prints differently by library version). With one
+        # seed there are no pairs: 0 / 0 is NaN.
         if per_class:
-            value = differs.groupby(labels).mean().mean(axis=1)
-            table = pd.DataFrame({"class_id": value.index.astype("int64"), "churn": value.to_numpy()})
+            counts = differs.groupby(labels).sum().sum(axis=1)
+            value = counts / (labels.value_counts().reindex(counts.index) * len(pairs))
+            table = pd.DataFrame({"class_id": value.index.astype("int64"), "churn": value.to_numpy(float)})
         else:
-            table = pd.DataFrame({"churn": [differs.mean().mean()]})
+            table = pd.DataFrame({"churn": [differs.to_numpy().sum() / differs.size if differs.size else np.nan]})
         table.insert(0, "regularizer", regularizer)
         table.insert(1, "strength", strength)
         table["is_off"] = bool(point["is_off"].iloc[0])
