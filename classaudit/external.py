@@ -347,4 +347,4 @@ def _call_function(config: Mapping[str, Any], values: Mapping[str, Any], workdir
 def _what(value: Any) -> str:
     if isinstance(value, tuple):
         return f"a tuple of {len(value)} ({', '.join(type(v).__name__ for v in value)})"
-    return f"a {type(value).__name__}"
+    return f"a value of type {type(value).__name__}"

@@ -36,7 +36,8 @@ MISSING_COLUMN = ("{where}: column '{column}' is missing; expected the columns s
                   "optionally p_true (found: {found})")
 BAD_SPLIT = "{where}: column 'split': value {value} is not allowed; expected \"val\" or \"test\""
 NO_TEST = "{where}: no row has split \"test\"; every run must predict the test split (val is optional)"
-NOT_WHOLE = ("{where}: column '{column}': value {value} (row {row}) is not a whole number; expected {allowed}")
+NOT_WHOLE = ("{where}: column '{column}': value {value} (row {row}, counted from 0) is not a whole number; expected "
+             "{allowed}")
 OUT_OF_RANGE = ("{where}: column '{column}': value {value} (split {split}, index {index}) is out of range; "
                 "the run names {k} classes, so class ids are 0 to {last}")
 BAD_P_TRUE = ("{where}: column 'p_true': value {value} (split {split}, index {index}) is not allowed; expected a "

@@ -22,7 +22,8 @@ from classaudit.store import ResultsFolder, Status, classify
 # compared exactly by the tests.
 OTHER_CLASSES = ("class {k} is named {name}, but {expected} in run {ref}: every run of a study must name the same "
                  "classes in the same order")
-OTHER_SPLITS = "the run predicts the splits {splits}, run {ref} {expected}: every run of a study predicts the same splits"
+OTHER_SPLITS = ("the run predicts the splits {splits}, run {ref} {expected}: every run of a study predicts the same "
+                "splits")
 OTHER_COUNT = ("split {split} has {n} images, run {ref}'s {expected}: every run of a study predicts the same images, "
                "in the same order")
 OTHER_LABELS = ("split {split}: image {index} has label {label}, but {expected} in run {ref} ({count} of {n} images "

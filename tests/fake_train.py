@@ -2,7 +2,8 @@
 only, so a run takes a fraction of a second. Its predictions are a seeded function of --crop and --seed, in which a
 smaller crop hurts class 0 ("cat") most. FAKE_MODE (environment) makes it misbehave in one way each, FAKE_LOG names a
 file it appends its arguments and CLASSAUDIT_* environment to, FAKE_SLEEP seconds it waits before writing, and
-FAKE_HANG="CROP SEED" the run that waits ten minutes.
+FAKE_HANG="CROP SEED" (or the file fake_hang.txt in its folder, which reaches it on a Ray worker too) the run that
+waits ten minutes.
 
     python fake_train.py --crop 0.5 --seed 1 --out OUT
 """
@@ -93,7 +94,9 @@ def main() -> None:
         print("ValueError: learning rate must be positive", file=sys.stderr)
         sys.exit(3)
     time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
-    if os.environ.get("FAKE_HANG") == f"{args.crop} {args.seed}":  # this run trains "for ever"
+    hang = os.environ.get("FAKE_HANG") or (open("fake_hang.txt").read().strip() if os.path.exists("fake_hang.txt")
+                                           else "")
+    if hang == f"{args.crop} {args.seed}":  # this run trains "for ever"
         time.sleep(600)
     write(args.out, predict(args.crop, args.seed, mode), mode)
 

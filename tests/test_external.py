@@ -6,6 +6,7 @@ with nothing half-written in the store. The code is tests/fake_train.py, a scrip
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ import pytest
 from classaudit import external, predictions_file, sweep
 from classaudit.cli import cli
 from classaudit.config import expand, load_study
-from classaudit.errors import UsageError
+from classaudit.errors import RunFailed, UsageError
 from classaudit.executors import Task, execute_task, run_task
 from classaudit.store import ResultsFolder, load_predictions, load_results
 from tests.conftest import OWN_TRAIN, ROOT, own_study, sweep_cli
@@ -147,8 +148,8 @@ def test_a_function_study_gives_the_commands_results(swept, tmp_path, runner, mo
     ("split", '{out}/predictions.csv: column \'split\': value "train" is not allowed; expected "val" or "test"'),
     ("index", "{out}/predictions.csv: split {split}: index {index} appears more than once; expected each image "
               "once, index 0 to {last} for its {n} images, the same image at the same index in every run"),
-    ("whole", "{out}/predictions.csv: column 'label': value 2.5 (row 2) is not a whole number; expected a class id "
-              "from 0"),
+    ("whole", "{out}/predictions.csv: column 'label': value 2.5 (row 2, counted from 0) is not a whole number; "
+              "expected a class id from 0"),
     ("p_true", "{out}/predictions.csv: column 'p_true': value 1.5 (split {split}, index {index}) is not allowed; "
                "expected a probability from 0 to 1"),
 ])
@@ -164,6 +165,38 @@ def test_a_broken_run_is_one_message(tmp_path, monkeypatch, mode, message):
                                            n=SIZES[split])
     if mode == "exit":  # the tail of its stderr, for failed/
         assert outcome.traceback.endswith("loading data\nValueError: learning rate must be positive\n")
+
+
+def test_what_else_a_run_can_hand_back_wrongly(tmp_path):
+    def read(files: dict[str, bytes | str]) -> str:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        out.mkdir()
+        for name, body in files.items():
+            (out / name).write_bytes(body if isinstance(body, bytes) else body.encode())
+        with pytest.raises(RunFailed) as info:
+            predictions_file.read_predictions(out)
+        return str(info.value)
+
+    good = "split,index,label,pred\ntest,0,1,1\ntest,1,0,1\n"
+    assert read({"predictions.csv": good.replace("test", "val"), "classes.txt": "a\nb\n"}) == (
+        '{out}/predictions.csv: no row has split "test"; every run must predict the test split (val is optional)')
+    assert read({"predictions.csv": good, "classes.txt": "a\nb\na\n"}) == (
+        '{out}/classes.txt: class name "a" appears more than once; write the class names there, one a line, class '
+        "0 first")
+    assert read({"predictions.csv": good, "classes.txt": "a\n\nb\n"}) == (
+        "{out}/classes.txt: class 1 has an empty name; write the class names there, one a line, class 0 first")
+    assert read({"predictions.parquet": b"not parquet", "classes.txt": "a\nb\n"}).startswith(
+        "{out}/predictions.parquet: cannot be read as Parquet (")
+    assert read({"predictions.csv": good.replace("test,1,0,1", "test,2,0,1"), "classes.txt": "a\nb\n"}) == (
+        "{out}/predictions.csv: split test: index 1 is missing; expected each image once, index 0 to 1 for its 2 "
+        "images, the same image at the same index in every run")
+    module = tmp_path / "returns_a_number.py"
+    module.write_text("def train(config, **values):\n    return 42\n")
+    task = first_task(own_study(tmp_path / "s", train='function = "returns_a_number:train"'))
+    assert run_task(dataclasses.replace(task, workdir=str(tmp_path))).error == (
+        "train.function returned a value of type int; expected None (predictions written to out) or a pair "
+        "(predictions DataFrame, class names)")
+    sys.modules.pop("returns_a_number", None)
 
 
 def test_a_failed_run_is_recorded_with_its_stderr_and_nothing_is_stored(tmp_path, runner, monkeypatch):
@@ -281,12 +314,11 @@ def test_a_time_limit_without_a_command_is_refused(tmp_path):
 
 
 def test_a_study_without_a_command_or_function_runs_only_classaudits_training(monkeypatch, tiny_study):
-    """The dispatch reads the run's config alone: no command, no function, no subprocess; and [dataset] and [model]
-    stay required."""
+    """The dispatch reads the run's config alone: without a command or function there, the user's code is never
+    reached; and [dataset] and [model] stay required."""
     def no_code(*args, **kwargs):
         raise AssertionError("the user's code was run")
 
-    monkeypatch.setattr(subprocess, "Popen", no_code)
     monkeypatch.setattr(external, "run_external", no_code)
     monkeypatch.setattr("classaudit.train.train_one", lambda config, **kw: ("trained by classaudit", config))
     run = expand(load_study(tiny_study))[0]
