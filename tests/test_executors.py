@@ -469,6 +469,18 @@ def test_submitit_local_sweep_through_the_cli_equals_inprocess(reference, study_
     assert len(list((tmp_path / "jobs").glob("*_log.out"))) == 2  # submitit's files went to --slurm-folder
 
 
+def test_submitit_local_sweep_of_own_code_equals_inprocess(runner, tmp_path, monkeypatch):
+    """A study whose runs are a script, each in a Slurm job (submitit's local cluster: real processes)."""
+    pytest.importorskip("submitit")
+    study = own_study(tmp_path)
+    assert sweep_cli(runner, study, tmp_path / "reference", "--executor", "inprocess").exit_code == 0
+    monkeypatch.setenv(CLUSTER_ENV, "local")
+    out = sweep_cli(runner, study, tmp_path / "r", "--executor", "slurm", "--workers", "2", "--slurm-folder",
+                    str(tmp_path / "jobs"))
+    assert out.exit_code == 0 and "trained 4 run(s)" in out.output, out.output
+    assert_same_results(tmp_path / "r", tmp_path / "reference")
+
+
 def test_submitit_job_killed_mid_run_is_recorded_and_completed_next_time(reference, study_files, runner,
                                                                          tmp_path, monkeypatch):
     pytest.importorskip("submitit")
