@@ -332,7 +332,8 @@ def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:
         for reg in sorted({r for r in regs if regs.count(r) > 1}):
             problems.append(f"{path}: field 'sweep': regularizer \"{reg}\" appears on several axes; "
                             "a factorial design needs each regularizer on one axis")
-    _check_start_epochs(path, axes, train, study.get("design"), problems)
+    if not external:  # the user's code has no start epochs (_check_external)
+        _check_start_epochs(path, axes, train, study.get("design"), problems)
     _raise(problems)
     result = Study(
         path=path, name=study["name"], description=study["description"], seeds=seeds, design=study["design"],
