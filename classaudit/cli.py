@@ -152,8 +152,9 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
     check_executor(executor, **options)
     results = results or Path("results") / study.name
     the_plan = plan(study, results, confirm_large=yes)
+    code = _own_code(the_plan, executor, device, workers, cpus_per_run)  # the user's command, checked here
     if dry_run:
-        _print_dry_run(the_plan)
+        _print_dry_run(the_plan, code)
         return
     the_plan.check_size()
     if not the_plan.todo:
@@ -162,12 +163,15 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         _print_table(results)
         return
     from classaudit.store import ResultsFolder
-    from classaudit.train import get_dataset
 
     ResultsFolder(results).check_unlocked()  # a second sweep into the folder stops now, not after the data loads
     # Load (download, decode, cache) the data once here, before anything is written: a missing data set is a
-    # clear error now rather than a failure in every worker, and the workers then read the cache.
-    get_dataset(study.dataset, data_dir)
+    # clear error now rather than a failure in every worker, and the workers then read the cache. The user's own
+    # code loads its own data (and may not use torch at all).
+    if not study.external:
+        from classaudit.train import get_dataset
+
+        get_dataset(study.dataset, data_dir)
     if executor == "slurm" and slurm_folder is None:
         options["folder"] = results / "slurm"
     ex = make_executor(executor, workers=workers, **options)
@@ -178,6 +182,8 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         done = len(p.runs) - len(p.todo)
         click.echo(f"{study.name}: {len(p.runs)} runs, {done} finished, {len(p.todo)} to train "
                    f"({executor}, {workers} worker{'s' if workers > 1 else ''}) -> {results}", err=True)
+        if code:
+            click.echo(f"  {code}", err=True)
         for problem in sorted(p.corrupt.values()):
             click.echo(f"  damaged record, will re-train: {problem}", err=True)
         if p.stale:
@@ -230,7 +236,30 @@ def _terminated(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _print_dry_run(the_plan) -> None:
+def _own_code(the_plan, executor: str, device: str, workers: int, cpus_per_run: float | None) -> str | None:
+    """For a study trained by the user's own code: one line saying what each run executes (the first run's exact
+    command), after checking, where the runs execute here, that its program or function is there. A study that
+    names no command or function executes nothing but classaudit's own training."""
+    study = the_plan.study
+    if not study.external:
+        return None
+    from classaudit.executors import runs_here, threads_per_worker
+    from classaudit.external import check_runnable, describe
+
+    workdir = str(Path(study.path).resolve().parent)
+    here = runs_here(executor)
+    if here:
+        check_runnable(study.train, study.path, workdir)
+    run = (the_plan.todo or the_plan.runs or [None])[0]
+    if run is None:
+        return None
+    threads = int(cpus_per_run) if cpus_per_run else threads_per_worker(workers) if here else 1
+    shown_device = None if device == "auto" and here else "{device}" if device == "auto" else device  # None: here's
+    return describe(run.config, run_id=run.run_id, workdir=workdir, device=shown_device,
+                    threads=threads, checkpoint_dir=str(the_plan.results / "checkpoints"))
+
+
+def _print_dry_run(the_plan, code: str | None) -> None:
     """What `sweep` would do: the runs to train, and what it would say about the folder and the study's size."""
     study, results = the_plan.study, the_plan.results
     if the_plan.refusal is not None:
@@ -239,6 +268,8 @@ def _print_dry_run(the_plan) -> None:
         return
     click.echo(f"{study.name}: {len(the_plan.runs)} runs, {len(the_plan.todo)} to train, "
                f"{len(the_plan.runs) - len(the_plan.todo)} finished in {results}")
+    if code:
+        click.echo(f"  {code}")
     for problem in sorted(the_plan.corrupt.values()):
         click.echo(f"  damaged record, would re-train: {problem}")
     if the_plan.stale:

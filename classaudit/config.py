@@ -136,6 +136,19 @@ TRAIN_FIELDS = {
     "decay_norm_and_bias": BOOL,
     "tta": _choice(TTA_MODES, "none"),
 }
+# A study whose runs are trained by the user's own code names it in [train] (classaudit.external runs it). Its
+# time limit is not part of the run's config: how long the code may take does not change what it trains.
+FUNCTION_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+EXTERNAL_TRAIN_FIELDS = {
+    "command": Spec(list, ABSENT, lambda v: bool(v) and all(isinstance(a, str) and a for a in v),
+                    'a non-empty list of non-empty strings: the program and its arguments, e.g. ["python", '
+                    '"train.py", "--seed", "{seed}"]'),
+    "function": Spec(str, ABSENT, lambda v: bool(FUNCTION_PATTERN.match(v)), 'text "package.module:function"'),
+    "time_limit": _float(0.0, 1e6, ABSENT, low_open=True),  # minutes
+    "epochs": _int(1, default=ABSENT),  # recorded, the {epochs} placeholder, and the off point of an epochs axis
+}
+# With the user's own code, [dataset] and [model] only describe what it trains: recorded in each run's config.
+DESCRIPTION_FIELDS = {"name": Spec(str, ABSENT), "options": Spec(dict, ABSENT)}
 AXIS_FIELDS = {
     "regularizer": Spec(str, ""),  # "" means: the axis' own name
     "strengths": Spec(list, None, None, "a non-empty list of numbers"),
@@ -172,6 +185,11 @@ class Study:
     train: Mapping[str, Any]
     baseline: Mapping[str, float]
     axes: tuple[Axis, ...]
+
+    @property
+    def external(self) -> str | None:
+        """"command" or "function" when the user's own code trains the runs, None for classaudit's training."""
+        return next((key for key in ("command", "function") if key in self.train), None)
 
 
 @dataclass(frozen=True)
@@ -265,13 +283,31 @@ def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:
     """Validate a study given as a mapping (the parsed TOML)."""
     problems: list[str] = []
     _unknown_keys(raw, TOP_LEVEL, path, "", problems)
-    for required in ("study", "dataset", "model", "sweep"):
+    given_train = raw.get("train") if isinstance(raw.get("train"), Mapping) else {}
+    external = next((key for key in ("command", "function") if key in given_train), None)
+    for required in ("study", "sweep") if external else ("study", "dataset", "model", "sweep"):
         if required not in raw:
             problems.append(f"{path}: field '{required}': missing; add a [{required}] table")
     study = _section(raw, "study", STUDY_FIELDS, path, problems)
-    dataset = _section(raw, "dataset", DATASET_FIELDS, path, problems)
-    model = _section(raw, "model", MODEL_FIELDS, path, problems)
-    train = _section(raw, "train", TRAIN_FIELDS, path, problems)
+    if external:
+        dataset = _not_used(raw, "dataset", DATASET_FIELDS, DESCRIPTION_FIELDS, external, path, problems)
+        model = _not_used(raw, "model", MODEL_FIELDS, DESCRIPTION_FIELDS, external, path, problems)
+        train = _not_used(raw, "train", TRAIN_FIELDS, EXTERNAL_TRAIN_FIELDS, external, path, problems)
+        if "command" in train and "function" in train:
+            problems.append(f"{path}: field 'train.function': value {_show(train['function'])} is given with "
+                            "train.command; give one of them")
+        if "time_limit" in train and "command" not in train:
+            problems.append(f"{path}: field 'train.time_limit': value {_show(given_train['time_limit'])} is not "
+                            "allowed with train.function (it runs inside the worker, which cannot stop it); use "
+                            "train.command for a time limit")
+    else:
+        dataset = _section(raw, "dataset", DATASET_FIELDS, path, problems)
+        model = _section(raw, "model", MODEL_FIELDS, path, problems)
+        own_code = {k: EXTERNAL_TRAIN_FIELDS[k] for k in ("command", "function", "time_limit")}  # none given
+        train = _section(raw, "train", {**TRAIN_FIELDS, **own_code}, path, problems)
+        if "time_limit" in train:
+            problems.append(f"{path}: field 'train.time_limit': value {_show(given_train['time_limit'])} is only "
+                            "for train.command; classaudit's own runs have none (on Slurm: --time-limit)")
 
     seeds = _seeds(study.get("seeds"), path, problems)
     if dataset.get("n_val_per_class", ABSENT) is not ABSENT:  # given and valid
@@ -281,19 +317,23 @@ def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:
                             f"given with dataset.val_fraction = {_show(given['val_fraction'])}; give one of them "
                             "(a count of validation images per class, or a fraction of each class)")
         del dataset["val_fraction"]  # the count decides; a default fraction in the run's config would mislead
-    if isinstance(dataset.get("name"), str):
+    if isinstance(dataset.get("name"), str) and not external:
         dataset["options"] = _options(dataset, "dataset", DATASET_OPTIONS, path, problems)
-    if isinstance(model.get("name"), str):
+    if isinstance(model.get("name"), str) and not external:
         model["options"] = _model_options(model, path, problems)
     baseline = _baseline(raw.get("baseline", {}), train, path, problems)
     axes = _axes(raw.get("sweep", {}), train, path, problems)
-    _check_models(path, model.get("name"), baseline, axes, raw.get("sweep", {}), problems)
+    if external:
+        _check_external(path, train, baseline, axes, problems)
+    else:
+        _check_models(path, model.get("name"), baseline, axes, raw.get("sweep", {}), problems)
     if study.get("design") == "factorial":
         regs = [a.regularizer for a in axes]
         for reg in sorted({r for r in regs if regs.count(r) > 1}):
             problems.append(f"{path}: field 'sweep': regularizer \"{reg}\" appears on several axes; "
                             "a factorial design needs each regularizer on one axis")
-    _check_start_epochs(path, axes, train, study.get("design"), problems)
+    if not external:  # the user's code has no start epochs (_check_external)
+        _check_start_epochs(path, axes, train, study.get("design"), problems)
     _raise(problems)
     result = Study(
         path=path, name=study["name"], description=study["description"], seeds=seeds, design=study["design"],
@@ -376,7 +416,9 @@ def _fields(table: Any, fields: Mapping[str, Spec], path: str, prefix: str, prob
                 problems.append(f"{where}: missing; expected {_kind_text(spec)}")
             out[key] = spec.default
         else:
-            out[key] = _check_value(spec, table[key], where, problems)
+            value = _check_value(spec, table[key], where, problems)
+            if value is not ABSENT:  # a bad value of an optional field: noted, and left out
+                out[key] = value
     return out
 
 
@@ -384,6 +426,36 @@ def _section(raw: Mapping[str, Any], name: str, fields: Mapping[str, Spec], path
     if name not in raw:
         return {k: s.default for k, s in fields.items() if s.default is not ABSENT}
     return _fields(raw[name], fields, path, f"{name}.", problems)
+
+
+def _not_used(raw: Mapping[str, Any], name: str, own: Mapping[str, Spec], kept: Mapping[str, Spec], external: str,
+              path: str, problems: list[str]) -> dict:
+    """A section of a study trained by the user's code: the fields `kept`; classaudit's own (`own`) are refused,
+    since the code would silently not use them."""
+    table = raw.get(name, {})
+    if not isinstance(table, Mapping):
+        return _fields(table, kept, path, f"{name}.", problems)
+    for key, value in table.items():
+        if key in own and key not in kept:
+            problems.append(f"{path}: field '{name}.{key}': value {_show(value)} is a setting of classaudit's own "
+                            f"training, which a study with train.{external} does not use; remove it (and give it "
+                            "to your code)")
+    return _fields({k: v for k, v in table.items() if k in kept or k not in own}, kept, path, f"{name}.", problems)
+
+
+def _check_external(path: str, train: Mapping[str, Any], baseline: Mapping[str, float], axes,
+                    problems: list[str]) -> None:
+    """A command's placeholders each name a value of the run; an axis of the user's code has no start epoch."""
+    for axis in axes:
+        if axis.start_epoch:
+            problems.append(f"{path}: field 'sweep.{axis.name}.start_epoch': value {axis.start_epoch} is not "
+                            "allowed with your own training code, which is told each strength, not when to switch "
+                            "it on; remove start_epoch")
+    if "command" in train:
+        from classaudit.external import command_problems
+
+        names = [*(a.regularizer for a in axes), *baseline, *(["epochs"] if "epochs" in train else [])]
+        problems.extend(command_problems(train["command"], names, f"{path}: field 'train.command"))
 
 
 def _seeds(value: Any, path: str, problems: list[str]) -> Sequence[int]:
@@ -524,6 +596,11 @@ def _axes(table: Any, train: Mapping[str, Any], path: str, problems: list[str]) 
             problems.append(f"{path}: field '{prefix}start_epoch': value {_show(body['start_epoch'])} is not "
                             f"allowed; {reg} is not switched on at an epoch (each strength is its own run from "
                             "the start): remove start_epoch")
+        field = REGULARIZERS[reg].off_field.removeprefix("train.")
+        if field and field not in train:  # a study trained by the user's code, which gives no train.epochs
+            problems.append(f"{path}: field 'sweep.{name}': the off point of {reg} is train.{field}, which this "
+                            f"study does not give; set train.{field} (the {reg} your code trains by default)")
+            continue
         off = off_value(reg, train)
         if values and len(strengths) == len(values) and set(strengths) == {off}:
             problems.append(f"{path}: field '{prefix}strengths': value [{off:g}] is only the off point, which every "
@@ -578,6 +655,7 @@ def resolve(study: Study, settings: Mapping[str, tuple[float, int]], seed: int) 
     regs: dict[str, tuple[float, int]] = {reg: (s, 0) for reg, s in study.baseline.items()}
     regs.update(settings)
     train = _thaw(study.train)
+    train.pop("time_limit", None)  # how long the user's code may take does not change what it trains
     on = {}
     for reg, (s, e) in sorted(regs.items()):
         spec = REGULARIZERS[reg]
@@ -586,6 +664,9 @@ def resolve(study: Study, settings: Mapping[str, tuple[float, int]], seed: int) 
         elif s != spec.off:
             on[reg] = {"strength": s, "start_epoch": e}
     dataset = _thaw(study.dataset)
+    if study.external:  # [dataset] and [model] describe what the user's code trains, when the study says
+        described = {"dataset": dataset, "model": _thaw(study.model)}
+        return {**{k: v for k, v in described.items() if v}, "train": train, "regularizers": on, "seed": seed}
     if dataset["name"] == "shapes":  # generated data: its generator's version is part of what was trained on
         from classaudit.shapes import VERSION
 

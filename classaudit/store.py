@@ -235,6 +235,13 @@ class ResultsFolder:
             raise CorruptRecord(folder / "record.json", f"names run {record.get('run_id')}, not {run_id}")
         return record
 
+    def read_labels(self, run_id: str) -> dict[str, np.ndarray]:
+        """Each split's true labels of a stored run, in image order: the images every run of its study predicts."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(self.runs_dir / run_id / "predictions.parquet", columns=["split", "label"]).to_pandas()
+        return {split: part["label"].to_numpy(np.int64) for split, part in table.groupby("split", sort=False)}
+
     def verified_runs(self) -> tuple[dict[str, dict], dict[str, str]]:
         """({run_id: record} of every intact run, {run_id: problem} of damaged ones)."""
         good, bad = {}, {}

@@ -6,14 +6,28 @@ most the runs that were in flight, and running a finished sweep again trains not
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from classaudit.config import Run, Study, count_runs, expand
 from classaudit.errors import EnvironmentProblem, UsageError
 from classaudit.executors import Outcome, Task, runs_here, threads_per_worker
 from classaudit.store import ResultsFolder, Status, classify
+
+# A run whose images are not the other runs': stored, it would be compared with them image by image. Messages
+# compared exactly by the tests.
+OTHER_CLASSES = ("class {k} is named {name}, but {expected} in run {ref}: every run of a study must name the same "
+                 "classes in the same order")
+OTHER_SPLITS = ("the run predicts the splits {splits}, run {ref} {expected}: every run of a study predicts the same "
+                "splits")
+OTHER_COUNT = ("split {split} has {n} images, run {ref}'s {expected}: every run of a study predicts the same images, "
+               "in the same order")
+OTHER_LABELS = ("split {split}: image {index} has label {label}, but {expected} in run {ref} ({count} of {n} images "
+                "differ): every run of a study predicts the same images, in the same order")
 
 
 @dataclass(frozen=True)
@@ -138,12 +152,19 @@ def execute(
         threads = (getattr(executor, "threads", None) or threads_per_worker(workers)) if here else None
         pending = {r.run_id: r for r in the_plan.todo}
         attempts = {rid: 0 for rid in pending}
+        same_images = _SameImages(folder, the_plan.state.done)
+        # The user's own code runs in the study file's folder (relative paths in it mean what they mean there).
+        workdir = str(Path(the_plan.study.path).resolve().parent)
+        time_limit = the_plan.study.train.get("time_limit")
         while pending:
-            tasks = [Task(r.run_id, r.label, r.config, data_dir, device, threads, str(folder.checkpoint_dir))
-                     for r in pending.values()]
+            tasks = [Task(r.run_id, r.label, r.config, data_dir, device, threads, str(folder.checkpoint_dir),
+                          workdir, time_limit) for r in pending.values()]
             for outcome in executor.map(tasks):
                 rid = outcome.task.run_id
                 attempts[rid] += 1
+                problem = same_images.problem(outcome.result) if outcome.ok else None
+                if problem is not None:
+                    outcome = Outcome(outcome.task, error=problem)
                 try:
                     if outcome.ok:
                         folder.write_run(outcome.result, pending[rid].seed)
@@ -169,3 +190,42 @@ def execute(
                 if on_outcome is not None:
                     on_outcome(outcome)
     return summary
+
+
+class _SameImages:
+    """Every run of a study predicts the same images in the same order and names the same classes (a command
+    that shuffles its test set or reads another data folder would otherwise mix runs that cannot be compared):
+    each run is checked against the study's first stored run, or the first to finish."""
+
+    def __init__(self, folder: ResultsFolder, done: list[str]):
+        self.folder, self.done = folder, done
+        self.reference: tuple[str, list[str], dict] | None = None  # run id, class names, {split: labels}
+
+    def problem(self, result) -> str | None:
+        if self.reference is None and self.done:
+            rid = self.done[0]
+            self.reference = (rid, self.folder.read_record(rid)["class_names"], self.folder.read_labels(rid))
+        labels = {split: p.label for split, p in result.splits.items()}
+        if self.reference is None:
+            self.reference = (result.run_id, list(result.class_names), labels)
+            return None
+        ref, names, expected = self.reference
+        for k in range(max(len(names), len(result.class_names))):
+            name, other = [n[k] if k < len(n) else "(none)" for n in (result.class_names, names)]
+            if name != other:
+                return OTHER_CLASSES.format(k=k, name=_quoted(name), expected=_quoted(other), ref=ref)
+        if sorted(labels) != sorted(expected):
+            return OTHER_SPLITS.format(splits=", ".join(sorted(labels)), expected=", ".join(sorted(expected)), ref=ref)
+        for split, mine in labels.items():
+            if len(mine) != len(expected[split]):
+                return OTHER_COUNT.format(split=split, n=len(mine), expected=len(expected[split]), ref=ref)
+            differ = np.flatnonzero(mine != expected[split])
+            if len(differ):
+                i = differ[0]
+                return OTHER_LABELS.format(split=split, index=i, label=mine[i], expected=expected[split][i], ref=ref,
+                                           count=len(differ), n=len(mine))
+        return None
+
+
+def _quoted(name: str) -> str:
+    return name if name == "(none)" else json.dumps(name)

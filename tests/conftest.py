@@ -47,6 +47,34 @@ strengths = [0.0, 0.5]
 """
 
 
+# A study whose runs are tests/fake_train.py, a script of the standard library only (a fraction of a second a run).
+OWN_STUDY = """\
+[study]
+name = "own"
+seeds = [0, 1]
+
+[sweep.crop]
+strengths = [1.0, 0.5]
+
+[train]
+"""
+OWN_TRAIN = 'command = ["{python}", "fake_train.py", "--crop", "{crop}", "--seed", "{seed}", "--out", "{out}"]'
+
+
+def own_study(folder: Path, *, train: str = OWN_TRAIN, command: str | None = None, train_extra: str = "") -> Path:
+    """OWN_STUDY written into `folder` beside a copy of fake_train.py, with `train` as its [train] table (or the
+    given command), and `train_extra` lines added to it."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "tests" / "fake_train.py", folder / "fake_train.py")
+    if command is not None:
+        train = f"command = {command}"
+    path = folder / "own.toml"
+    path.write_text(OWN_STUDY + train + "\n" + train_extra + "\n")
+    return path
+
+
 @pytest.fixture
 def tiny_study(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"

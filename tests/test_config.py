@@ -42,9 +42,9 @@ def error_of(raw) -> str:
 
 @pytest.mark.parametrize("changes, message", [
     ({"train.epoch": 3},
-     "s.toml: field 'train.epoch': unknown key (did you mean \"epochs\"?); allowed: batch_size, "
-     "decay_norm_and_bias, epochs, eval_batch_size, finetune_epochs, flip, lr, momentum, nesterov, optimizer, "
-     "schedule, tta, warmup_fraction"),
+     "s.toml: field 'train.epoch': unknown key (did you mean \"epochs\"?); allowed: batch_size, command, "
+     "decay_norm_and_bias, epochs, eval_batch_size, finetune_epochs, flip, function, lr, momentum, nesterov, "
+     "optimizer, schedule, time_limit, tta, warmup_fraction"),
     ({"dataset.name": "cifar11"},
      "s.toml: field 'dataset.name': value \"cifar11\" is not a known dataset (did you mean \"cifar10\"?); allowed: "
      "cifar10, cifar100, fashion_mnist, imagefolder, mnist, shapes, svhn"),
@@ -271,8 +271,8 @@ def test_overrides_are_validated_like_the_file(tmp_path):
         f"option --set trian.lr=1 (over {path}): field 'trian': unknown key (did you mean \"train\"?); allowed: "
         "baseline, dataset, model, study, sweep, train",
         f"option --set train.epoch=2 (over {path}): field 'train.epoch': unknown key (did you mean \"epochs\"?); "
-        "allowed: batch_size, decay_norm_and_bias, epochs, eval_batch_size, finetune_epochs, flip, lr, momentum, "
-        "nesterov, optimizer, schedule, tta, warmup_fraction",
+        "allowed: batch_size, command, decay_norm_and_bias, epochs, eval_batch_size, finetune_epochs, flip, "
+        "function, lr, momentum, nesterov, optimizer, schedule, time_limit, tta, warmup_fraction",
         f"option --set model.options={{width = 0}} (over {path}): field 'model.options.width': value 0 is not "
         "allowed; expected an integer from 1 to 1024",
         f"option --set train.epochs=0 (over {path}): field 'train.epochs': value 0 is not allowed; expected an "

@@ -32,7 +32,7 @@ from classaudit.executors.base import for_worker
 from classaudit.executors.slurm import CLUSTER_ENV
 from classaudit.store import ResultsFolder
 from classaudit.sweep import run_sweep
-from tests.conftest import TINY_STUDY, BreakOne, assert_same_results, one_thread, sweep_cli
+from tests.conftest import TINY_STUDY, BreakOne, assert_same_results, one_thread, own_study, sweep_cli
 
 # Read by Ray when it is imported: keep every Ray address on loopback (Ray otherwise swaps 127.0.0.1 for the
 # machine's outward address), and send no usage statistics.
@@ -412,6 +412,46 @@ def test_ray_worker_killed_mid_run_is_recorded_and_completed_next_time(ray_head,
     assert_same_results(results, reference["tiny"])
 
 
+def test_ray_sweep_of_own_code_equals_inprocess_and_completes_after_a_killed_worker(ray_head, runner, tmp_path):
+    """A study whose runs are a script (tests/fake_train.py): a Ray worker killed while its run's command trains
+    takes the command with it; the run is recorded as failed, and the next sweep gives the in-process results."""
+    study = own_study(tmp_path)
+    reference = tmp_path / "reference"
+    assert sweep_cli(runner, study, reference, "--executor", "inprocess").exit_code == 0
+    (tmp_path / "fake_hang.txt").write_text("0.5 1")  # that run's command hangs until its worker is killed
+    results = tmp_path / "r"
+
+    commands = []
+
+    def kill_its_worker(pid: int, cmdline: str) -> bool:
+        """Kill the Ray worker whose run's command hangs (the command itself is left alone: it must go with it)."""
+        worker = _parent_of(pid) if "fake_train.py --crop 0.5 --seed 1" in cmdline else None
+        if worker and ray_head.busy_worker(worker, _cmdline(worker)):
+            commands.append(pid)
+            os.kill(worker, signal.SIGKILL)
+        return False
+
+    with KillFirst(kill_its_worker):
+        out = sweep_cli(runner, study, results, "--executor", "ray", "--address", ray_head.address, "--workers", "2")
+    assert len(commands) == 1
+    assert out.exit_code == 1 and "trained 3 run(s)" in out.output and "1 failed" in out.output, out.output
+    assert "the Ray worker process died while training this run" in out.output
+    deadline = time.monotonic() + 10
+    while _alive(commands[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(commands[0]):
+        os.kill(commands[0], signal.SIGKILL)
+        raise AssertionError("the command outlived its Ray worker")
+    (tmp_path / "fake_hang.txt").unlink()
+    again = sweep_cli(runner, study, results, "--executor", "ray", "--address", ray_head.address)
+    assert again.exit_code == 0 and "trained 1 run(s)" in again.output, again.output
+    assert_same_results(results, reference)
+
+
+def _alive(pid: int) -> bool:
+    return (_stat(pid) or ["Z"])[0] != "Z"
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Slurm through submitit: its local cluster (real subprocesses) and its debug cluster (this process).
 
@@ -427,6 +467,18 @@ def test_submitit_local_sweep_through_the_cli_equals_inprocess(reference, study_
     assert "trained 2 run(s)" in out.output
     assert_same_results(tmp_path / "r", reference["small"])
     assert len(list((tmp_path / "jobs").glob("*_log.out"))) == 2  # submitit's files went to --slurm-folder
+
+
+def test_submitit_local_sweep_of_own_code_equals_inprocess(runner, tmp_path, monkeypatch):
+    """A study whose runs are a script, each in a Slurm job (submitit's local cluster: real processes)."""
+    pytest.importorskip("submitit")
+    study = own_study(tmp_path)
+    assert sweep_cli(runner, study, tmp_path / "reference", "--executor", "inprocess").exit_code == 0
+    monkeypatch.setenv(CLUSTER_ENV, "local")
+    out = sweep_cli(runner, study, tmp_path / "r", "--executor", "slurm", "--workers", "2", "--slurm-folder",
+                    str(tmp_path / "jobs"))
+    assert out.exit_code == 0 and "trained 4 run(s)" in out.output, out.output
+    assert_same_results(tmp_path / "r", tmp_path / "reference")
 
 
 def test_submitit_job_killed_mid_run_is_recorded_and_completed_next_time(reference, study_files, runner,

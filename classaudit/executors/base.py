@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from classaudit.errors import UsageError
+from classaudit.errors import RunFailed, UsageError
 
 if TYPE_CHECKING:  # the contract itself needs no numpy: the command line reads the registry at start-up
     from classaudit.result import RunResult
@@ -33,6 +33,8 @@ class Task:
     device: str | None = None
     threads: int | None = None
     checkpoint_dir: str | None = None  # where the run saves its state each epoch; must be shared on a cluster
+    workdir: str | None = None  # where the study's own command runs and its function's module is found
+    time_limit: float | None = None  # minutes the study's own command may run
 
 
 @dataclass
@@ -60,7 +62,12 @@ class Executor(ABC):
 
 
 def execute_task(task: Task) -> RunResult:
-    """Runs in the worker: set the thread count, train, return the result."""
+    """Runs in the worker: set the thread count, train, return the result. A run whose config names a command or
+    a function is trained by that code (classaudit.external); any other, by classaudit's own training."""
+    if {"command", "function"} & set(task.config["train"]):
+        from classaudit.external import run_external
+
+        return run_external(task)
     import torch
 
     from classaudit.train import train_one
@@ -77,6 +84,8 @@ def run_task(task: Task) -> Outcome:
     (A Ray worker's process title reads `ray::run_task` meanwhile.)"""
     try:
         return Outcome(task, result=execute_task(task))
+    except RunFailed as e:  # its message says it all; its detail is what the command printed
+        return Outcome(task, error=str(e), traceback=e.detail or None)
     except Exception as e:  # a failed run is an outcome, not the end of the sweep
         return Outcome(task, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
 
@@ -98,7 +107,7 @@ def for_worker(task: Task, threads: int) -> Task:
     """The task as a worker on another machine needs it: its thread count, and paths that do not depend on its
     working directory."""
     return dataclasses.replace(task, threads=threads, data_dir=_absolute(task.data_dir),
-                               checkpoint_dir=_absolute(task.checkpoint_dir))
+                               checkpoint_dir=_absolute(task.checkpoint_dir), workdir=_absolute(task.workdir))
 
 
 def _absolute(path: str | None) -> str | None:
