@@ -27,6 +27,7 @@ _EXPORTS = {
     "choose_strength": "classaudit.analysis",
     "difference": "classaudit.analysis",
     "regret": "classaudit.analysis",
+    "compare_axes": "classaudit.analysis",
     "harmed_fraction": "classaudit.analysis",
     "class_dependence": "classaudit.analysis",
     "confusion_shift": "classaudit.analysis",

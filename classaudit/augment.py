@@ -9,6 +9,10 @@ parameters in one tensor call and applies them with a constant number of kernels
 Conventions: images are float tensors [N, C, H, W] in [0, 1] (crop, flip, colour jitter) or already
 normalised (random erasing fills with 0 = the data mean; cutmix and mixup mix anything). Strength "off"
 returns the input object itself, bit for bit. Each function has the strength unit of `classaudit.regularizers`.
+
+A strength is one number for the batch, or a tensor [N] of one strength per image (its class's, when an axis
+exempts classes or gives them their own strength): the same draws, with per-image bounds. Training then keeps
+the images whose strength is off exactly as they were (`classaudit.train.augment_batch`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,14 @@ import torch
 import torch.nn.functional as F
 
 
-def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
-    return torch.rand(n, generator=g, device=device) * (high - low) + low
+def _uniform(size, low, high, g: torch.Generator, device) -> torch.Tensor:
+    """U(low, high) of the given size; low and high are numbers or tensors that broadcast to it (per image)."""
+    return torch.rand(size, generator=g, device=device) * (high - low) + low
+
+
+def _all(condition) -> bool:
+    """Whether a test of the strength holds for the whole batch: one number's, or every image's."""
+    return bool(condition.all()) if isinstance(condition, torch.Tensor) else bool(condition)
 
 
 def _boxes(n: int, area_low: float, area_high: float, log_ratio: tuple[float, float], g, device,
@@ -29,8 +39,8 @@ def _boxes(n: int, area_low: float, area_high: float, log_ratio: tuple[float, fl
     RandomResizedCrop/RandomErasing draw: area fraction ~ U(area_low, area_high), log aspect ratio (width /
     height in pixels) ~ U(log_ratio); the first of `tries` draws that fits wins. `aspect` is the image's own
     width / height. Drawing all tries at once keeps it one tensor call; `ok` marks images with a fitting draw."""
-    area = _uniform(n * tries, area_low, area_high, g, device).view(tries, n)
-    ratio = torch.exp(_uniform(n * tries, *log_ratio, g, device)).view(tries, n)
+    area = _uniform((tries, n), area_low, area_high, g, device)  # area_low may be per image: [n] broadcasts
+    ratio = torch.exp(_uniform((tries, n), *log_ratio, g, device))
     # In pixels the box is sqrt(A r) wide and sqrt(A / r) high, A = area * H * W; as fractions of W and H:
     w, h = torch.sqrt(area * ratio / aspect), torch.sqrt(area * aspect / ratio)
     fits = (w <= 1) & (h <= 1)
@@ -46,7 +56,7 @@ def crop(x: torch.Tensor, scale: float, g: torch.Generator) -> torch.Tensor:
     Crops are never larger than the image, so resizing only enlarges and needs no antialiasing; one
     affine_grid + grid_sample call crops and resizes the whole batch.
     """
-    if scale >= 1.0:
+    if _all(scale >= 1.0):
         return x
     n, device, (H, W) = x.shape[0], x.device, x.shape[-2:]
     low, high = 3 / 4, 4 / 3
@@ -67,11 +77,15 @@ def translate(x: torch.Tensor, pixels: float, g: torch.Generator) -> torch.Tenso
     """Shift each image by its own whole number of pixels in [-s, s] along each axis, mirroring the border in
     (the pad-and-crop of CIFAR training recipes). One grid_sample with nearest sampling at pixel centres, so
     pixel values are copied exactly. s = 0 is the identity."""
-    s = int(pixels)
-    if s <= 0:
+    if _all(pixels <= 0):
         return x
     n, (H, W) = x.shape[0], x.shape[-2:]
-    shift = torch.randint(-s, s + 1, (n, 2), generator=g, device=x.device).to(x.dtype)
+    if isinstance(pixels, torch.Tensor):  # a largest shift per image: a whole number in [-s_i, s_i]
+        s = pixels.to(x.dtype).floor().view(-1, 1)
+        shift = (torch.rand(n, 2, generator=g, device=x.device, dtype=x.dtype) * (2 * s + 1)).floor() - s
+    else:
+        s = int(pixels)
+        shift = torch.randint(-s, s + 1, (n, 2), generator=g, device=x.device).to(x.dtype)
     theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0], theta[:, 1, 1] = 1.0, 1.0
     theta[:, 0, 2], theta[:, 1, 2] = 2 * shift[:, 0] / W, 2 * shift[:, 1] / H
@@ -152,14 +166,16 @@ def color_jitter(x: torch.Tensor, strength: float, g: torch.Generator, *, hue_on
     permutation names, so the work is 4 operations x N images, 16 small kernels. s = 0 is the identity.
     On one-channel images saturation and hue do nothing. `hue_only` keeps the other factors at 1 (tests).
     """
-    if strength <= 0:
+    if _all(strength <= 0):
         return x
     n, device = x.shape[0], x.device
+    per_image = isinstance(strength, torch.Tensor)
     k = 0.8 * strength
-    factors = [_uniform(n, max(0.0, 1 - k), 1 + k, g, device) for _ in range(3)]
+    factors = [_uniform(n, (1 - k).clamp_min(0) if per_image else max(0.0, 1 - k), 1 + k, g, device)
+               for _ in range(3)]
     if hue_only:
         factors = [torch.ones(n, device=device) for _ in range(3)]
-    h = min(0.2 * strength, 0.5)
+    h = (0.2 * strength).clamp_max(0.5) if per_image else min(0.2 * strength, 0.5)
     factors.append(_uniform(n, -h, h, g, device))
     order = torch.argsort(torch.rand(n, 4, generator=g, device=device), dim=1)  # a permutation per image
     out = x.clone()
@@ -194,7 +210,7 @@ def random_erasing(x: torch.Tensor, p: float, g: torch.Generator, value: float =
     Box area ~ U(0.02, 0.33) of the image, aspect ratio log-uniform in [0.3, 3.3], placed fully inside the
     image (torchvision's RandomErasing draw); filled with `value` (0 = the mean once normalised).
     """
-    if p <= 0:
+    if _all(p <= 0):
         return x
     n, device, (H, W) = x.shape[0], x.device, x.shape[-2:]
     w, h, ok = _boxes(n, 0.02, 0.33, (math.log(0.3), math.log(3.3)), g, device, aspect=W / H)
@@ -217,7 +233,7 @@ def cutmix(x: torch.Tensor, target: torch.Tensor, p: float, g: torch.Generator):
     The target becomes (1 - a) * own + a * partner's, with a the pasted area AFTER clipping, so the label
     weight is what the image really shows. `target` is soft [N, K] (rows sum to 1) and stays so.
     """
-    if p <= 0:
+    if _all(p <= 0):
         return x, target
     n, device = x.shape[0], x.device
     partner = torch.randperm(n, generator=g, device=device)
@@ -234,7 +250,7 @@ def cutmix(x: torch.Tensor, target: torch.Tensor, p: float, g: torch.Generator):
 def mixup(x: torch.Tensor, target: torch.Tensor, p: float, g: torch.Generator):
     """MixUp per image (Zhang et al. 2018): with probability p, x = lam * x + (1 - lam) * partner, with
     lambda ~ Beta(1, 1) = U(0, 1) drawn per image and the same weights on the soft targets."""
-    if p <= 0:
+    if _all(p <= 0):
         return x, target
     n, device = x.shape[0], x.device
     partner = torch.randperm(n, generator=g, device=device)

@@ -365,6 +365,56 @@ def plan(results: Path, effect: float, power_target: float, alpha: float, n_harm
                f"{int(table['seeds'].median()) if table['seeds'].notna().any() else 'more than 50'}.")
 
 
+@cli.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The follow-up study file to write.")
+@click.option("--regularizer", "axis", default=None,
+              help="The axis to remedy [default: every axis whose chosen strength harms a class].")
+@click.option("--strength", type=float, default=None, help="The strength to remedy [default: the chosen one].")
+@click.option("--remedies", default="exempt,own,clam", show_default=True,
+              help="Which remedies to add: exempt (harmed classes left alone), own (each harmed class at its own "
+                   "best strength), clam (adaptive class weights on the loss).")
+@click.option("--study", "study_file", type=click.Path(path_type=Path), default=None,
+              help="The study swept into RESULTS [default: the file its study.json names].")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="False discovery rate for calling a class harmed.")
+def remedy(results: Path, out: Path, axis: str | None, strength: float | None, remedies: str,
+           study_file: Path | None, alpha: float) -> None:
+    """Write a follow-up study that tries class-conditional remedies of a harmful strength, on the same seeds.
+
+    It holds the swept study unchanged (its runs are reused, not retrained) plus, per remedied axis, the harmed
+    classes exempt, each harmed class at its own best strength, and CLAM's class weights. Sweep it into the same
+    results folder; the report then shows each remedy as an axis of its own.
+
+    \b
+    Examples:
+      classaudit remedy results/demo --out studies/demo_remedy.toml
+      classaudit sweep studies/demo_remedy.toml --results results/demo
+      classaudit remedy results/demo --regularizer color_jitter --strength 1 --remedies exempt --out fix.toml
+    """
+    from classaudit import remedy as remedies_module
+    from classaudit.analysis import Audit
+    from classaudit.config import load_study
+    from classaudit.store import load_results
+
+    if not results.exists():
+        raise UsageError(f"{results}: no such results folder")
+    if out.exists():
+        raise UsageError(f"option --out: {out} exists; remove it or name another file")
+    kinds = [k.strip() for k in remedies.split(",") if k.strip()]
+    remedies_module.check_remedies(kinds)
+    if strength is not None and axis is None:
+        raise UsageError("option --strength: give --regularizer too (the axis the strength is on)")
+    study_path = remedies_module.study_of(results, study_file)
+    axes = {a.name: a.regularizer for a in load_study(study_path).axes}
+    audit = Audit(load_results(results), alpha=alpha, source=str(results))  # per-class counts suffice
+    proposals = remedies_module.propose(audit, axes, axis=axis, strength=strength)
+    path = remedies_module.write_study(results, study_path, proposals, out, kinds)
+    for p in proposals:
+        click.echo(f"{p.axis} at {p.strength:g} harms {', '.join(p.harmed)}")
+    click.echo(f"wrote {path}; next: classaudit sweep {path} --results {results}")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # status and listings
 

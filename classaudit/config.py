@@ -153,7 +153,16 @@ AXIS_FIELDS = {
     "regularizer": Spec(str, ""),  # "" means: the axis' own name
     "strengths": Spec(list, None, None, "a non-empty list of numbers"),
     "start_epoch": _int(0, default=0),
+    # Class-conditional remedies, at the axis' strengths other than off (the off point stays the shared run):
+    # classes the regularizer leaves alone, classes with their own strength, and class weights on the loss.
+    "exempt": Spec(list, ABSENT, lambda v: bool(v) and all(isinstance(c, str) and c for c in v),
+                   'a non-empty list of class names, e.g. ["cat", "dog"]'),
+    "class_strength": Spec(dict, ABSENT, lambda v: bool(v), "a table of class name = strength, e.g. {cat = 1.0}"),
+    "class_weights": Spec((str, dict), ABSENT, lambda v: v == "clam" or (isinstance(v, dict) and bool(v)),
+                          '"clam" (adaptive: weights from each class\'s training accuracy) or a table of class '
+                          'name = weight > 0, e.g. {cat = 2.0}'),
 }
+CLASS_WEIGHTS_ALLOWED = "a number > 0 (the class's weight on the loss; classes not named weigh 1)"
 TOP_LEVEL = ("study", "dataset", "model", "train", "baseline", "sweep")
 
 
@@ -170,6 +179,20 @@ class Axis:
     strengths: tuple[float, ...]  # sorted from off outwards; always contains the off value
     start_epoch: int
     off: float  # the regularizer's off value in this study
+    class_strength: tuple[tuple[str, float], ...] = ()  # (class, its own strength); exempt classes at off
+    class_weights: Any = None  # "clam", ((class, weight), ...), or None
+
+    def remedy(self, strength: float) -> dict[str, Any]:
+        """What the axis adds to a run at `strength` beyond the regularizer's strength: nothing at off."""
+        if strength == self.off:
+            return {}
+        out: dict[str, Any] = {}
+        if self.class_strength:
+            out["class_strength"] = dict(self.class_strength)
+        if self.class_weights:
+            out["class_weights"] = (self.class_weights if isinstance(self.class_weights, str)
+                                    else dict(self.class_weights))
+        return out
 
 
 @dataclass(frozen=True)
@@ -327,6 +350,7 @@ def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:
         _check_external(path, train, baseline, axes, problems)
     else:
         _check_models(path, model.get("name"), baseline, axes, raw.get("sweep", {}), problems)
+        _check_classes(path, dataset, raw.get("sweep"), problems)
     if study.get("design") == "factorial":
         regs = [a.regularizer for a in axes]
         for reg in sorted({r for r in regs if regs.count(r) > 1}):
@@ -451,6 +475,11 @@ def _check_external(path: str, train: Mapping[str, Any], baseline: Mapping[str, 
             problems.append(f"{path}: field 'sweep.{axis.name}.start_epoch': value {axis.start_epoch} is not "
                             "allowed with your own training code, which is told each strength, not when to switch "
                             "it on; remove start_epoch")
+        if axis.class_strength or axis.class_weights:
+            key = "class_weights" if axis.class_weights else "exempt or class_strength"
+            problems.append(f"{path}: field 'sweep.{axis.name}': {key} is not allowed with your own training code, "
+                            "which is told one strength per run; class-conditional remedies need classaudit's own "
+                            "training")
     if "command" in train:
         from classaudit.external import command_problems
 
@@ -607,8 +636,87 @@ def _axes(table: Any, train: Mapping[str, Any], path: str, problems: list[str]) 
                             f"axis includes; add at least one strength other than {off:g} to sweep {reg}")
         # The off point is every axis' reference, so it is always part of the grid.
         ordered = sorted(set(strengths) | {off}, key=lambda s: (abs(s - off), s))
-        axes.append(Axis(name, reg, tuple(ordered), axis["start_epoch"], off))
+        by_class, weights = _remedies(axis, reg, off, path, prefix, problems)
+        axes.append(Axis(name, reg, tuple(ordered), axis["start_epoch"], off, by_class, weights))
     return tuple(axes)
+
+
+def _remedies(axis: Mapping[str, Any], reg: str, off: float, path: str, prefix: str, problems: list[str]):
+    """An axis' exempt classes and own strengths as ((class, strength), ...), exempt ones at off, and its class
+    weights ("clam", ((class, weight), ...) or None). Class names are checked against the data set later."""
+    spec = REGULARIZERS[reg]
+    exempt, own = axis.get("exempt", []), axis.get("class_strength", {})
+    for key, value in (("exempt", exempt), ("class_strength", own)):
+        if value and not spec.per_class:
+            per_class = ", ".join(r.name for r in REGULARIZERS.values() if r.per_class)
+            problems.append(f"{path}: field '{prefix}{key}': value {_show(value)} is not allowed for {reg}, which "
+                            f"acts on the whole model or optimizer, not image by image; classes can have their own "
+                            f"strength with: {per_class}")
+            return (), None
+    pairs = [(c, off) for c in exempt]
+    for cls, value in own.items():
+        strength = _strength(reg, value, f"{path}: field '{prefix}class_strength.{cls}'", problems)
+        if cls in exempt:
+            problems.append(f"{path}: field '{prefix}class_strength.{cls}': class {_show(cls)} is also exempt; "
+                            "give it in one of exempt and class_strength")
+        elif strength is not None:
+            pairs.append((cls, strength))
+    twice = sorted({c for c in exempt if exempt.count(c) > 1})
+    if twice:
+        problems.append(f"{path}: field '{prefix}exempt': class {_show(twice[0])} appears more than once")
+    weights = axis.get("class_weights")
+    if isinstance(weights, dict):
+        for cls, w in weights.items():
+            ok = not isinstance(w, bool) and isinstance(w, (int, float)) and math.isfinite(w) and w > 0
+            if not ok:
+                problems.append(f"{path}: field '{prefix}class_weights.{cls}': value {_show(w)} is not allowed; "
+                                f"expected {CLASS_WEIGHTS_ALLOWED}")
+        weights = tuple(sorted((c, float(w)) for c, w in weights.items()))
+    return tuple(sorted(dict(pairs).items())), weights
+
+
+def known_classes(dataset: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The class names of a data set, where they are known without loading it (None otherwise: its runs then
+    check the names when they load it)."""
+    name = dataset.get("name")
+    if name == "shapes":
+        from classaudit.shapes import CLASSES
+
+        return CLASSES
+    if name == "imagefolder":
+        root = Path(str(dataset.get("options", {}).get("root", ""))).expanduser() / "train"
+        return tuple(sorted(p.name for p in root.iterdir() if p.is_dir())) if root.is_dir() else None
+    return TORCHVISION_CLASSES.get(name)
+
+
+# torchvision's class names (its `classes`; SVHN has none and is named by digit), so a study can be checked before
+# a download. tests/test_config.py compares them with torchvision's.
+TORCHVISION_CLASSES = {
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    "mnist": ("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven",
+              "8 - eight", "9 - nine"),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+    "svhn": tuple(str(i) for i in range(10)),
+}
+
+
+def _check_classes(path: str, dataset: Mapping[str, Any], table: Any, problems: list[str]) -> None:
+    """Every class an axis names (exempt, class_strength, class_weights) is one of the data set's, where its
+    names are known."""
+    classes = known_classes(dataset) if isinstance(dataset.get("name"), str) else None
+    if classes is None or not isinstance(table, Mapping):
+        return
+    for name, body in table.items():
+        if not isinstance(body, Mapping):
+            continue
+        named = [(f"exempt[{i}]", c) for i, c in enumerate(body.get("exempt", []) or [])]
+        for key in ("class_strength", "class_weights"):
+            named += [(f"{key}.{c}", c) for c in (body.get(key) if isinstance(body.get(key), Mapping) else {})]
+        for field, cls in named:
+            if isinstance(cls, str) and cls not in classes:
+                problems.append(f"{path}: field 'sweep.{name}.{field}': class {_show(cls)} is not a class of "
+                                f"{dataset['name']}{did_you_mean(cls, classes)}; classes: {', '.join(classes)}")
 
 
 def _check_models(path: str, model: Any, baseline: Mapping[str, float], axes, table: Any,
@@ -652,17 +760,20 @@ def run_id(config: Mapping[str, Any]) -> str:
 def resolve(study: Study, settings: Mapping[str, tuple[float, int]], seed: int) -> dict[str, Any]:
     """The full config of one run: the recipe plus every regularizer that is on, with its start epoch. A
     regularizer of the "recipe" stage (the training length) changes the recipe instead of being listed."""
-    regs: dict[str, tuple[float, int]] = {reg: (s, 0) for reg, s in study.baseline.items()}
+    regs: dict[str, tuple] = {reg: (s, 0) for reg, s in study.baseline.items()}
     regs.update(settings)
     train = _thaw(study.train)
     train.pop("time_limit", None)  # how long the user's code may take does not change what it trains
     on = {}
-    for reg, (s, e) in sorted(regs.items()):
+    for reg, (s, e, *remedy) in sorted(regs.items()):
         spec = REGULARIZERS[reg]
+        remedy = dict(remedy[0]) if remedy else {}  # an axis' class-conditional settings (Axis.remedy)
+        if "class_weights" in remedy:
+            train["class_weights"] = remedy.pop("class_weights")
         if spec.stage == "recipe":
             train = spec.implementation(train, s)
         elif s != spec.off:
-            on[reg] = {"strength": s, "start_epoch": e}
+            on[reg] = {"strength": s, "start_epoch": e, **remedy}
     dataset = _thaw(study.dataset)
     if study.external:  # [dataset] and [model] describe what the user's code trains, when the study says
         described = {"dataset": dataset, "model": _thaw(study.model)}
@@ -712,11 +823,18 @@ def count_runs(study: Study) -> int:
 def _describe(study: Study, settings: Mapping[str, tuple[float, int]]) -> str:
     """The settings that differ from the baseline, e.g. "crop=0.08@3" (on from epoch 3), or "baseline"."""
     parts = []
-    for reg, (s, epoch) in settings.items():
+    for reg, (s, epoch, *remedy) in settings.items():
         off = off_value(reg, study.train)
         if s == study.baseline.get(reg, off) and (epoch == 0 or s == off):
             continue
         parts.append(f"{reg}={s:g}" + (f"@{epoch}" if epoch and s != off else ""))
+        for key, value in (remedy[0] if remedy else {}).items():  # e.g. exempt(cat,dog), class_strength(cat=1)
+            if isinstance(value, str):
+                parts.append(f"{key}({value})")
+                continue
+            exempt = [c for c, v in value.items() if key == "class_strength" and v == off]
+            own = ",".join(f"{c}={v:g}" for c, v in value.items() if c not in exempt)
+            parts += ([f"exempt({','.join(exempt)})"] if exempt else []) + ([f"{key}({own})"] if own else [])
     return ", ".join(parts) or "baseline"
 
 
@@ -724,10 +842,11 @@ def _grid(study: Study):
     if study.design == "one_at_a_time":
         for axis in study.axes:
             for s in axis.strengths:
-                yield {axis.regularizer: (s, axis.start_epoch)}, [Point(axis.name, axis.regularizer, s, s == axis.off)]
+                yield ({axis.regularizer: (s, axis.start_epoch, axis.remedy(s))},
+                       [Point(axis.name, axis.regularizer, s, s == axis.off)])
         return
     for combo in itertools.product(*(axis.strengths for axis in study.axes)):
-        settings = {a.regularizer: (s, a.start_epoch) for a, s in zip(study.axes, combo)}
+        settings = {a.regularizer: (s, a.start_epoch, a.remedy(s)) for a, s in zip(study.axes, combo)}
         points = []
         for i, (axis, s) in enumerate(zip(study.axes, combo)):
             others_off = all(o == b.off for j, (b, o) in enumerate(zip(study.axes, combo)) if j != i)

@@ -19,14 +19,20 @@ from functools import cache
 STAGES: dict[str, str] = {
     "recipe": "fn(train settings, strength) -> train settings, when the run's config is resolved",
     "model": "fn(model, strength, generator): sets the rate of the model's own layers, each epoch",
-    "image": "fn(images in [0, 1], strength, generator) -> images, before normalisation",
+    "image": "fn(images in [0, 1], strength, generator) -> images, before normalisation; here and in the next "
+             "two stages and the loss, strength may be a tensor [N], one per image (class-conditional)",
     "normalised": "fn(normalised images, strength, generator) -> images",
     "batch": "fn(images, soft targets, strength, generator) -> (images, soft targets)",
-    "loss": "fn(logits, target, strength) -> loss; the stage's one regularizer computes the cross entropy",
+    "loss": "fn(logits, target, strength, reduction='mean') -> loss; the stage's one regularizer computes the "
+            "cross entropy (reduction='none': per image, for class weights)",
     "ascent": "fn(model, closure, strength): after the backward pass; closure() recomputes the gradients",
     "gradient": "fn(model, strength): on the gradients, just before the optimizer's step",
     "optimizer": "fn(optimizer, strength): sets the optimizer's settings, each epoch",
 }
+
+# The stages whose functions take a strength per image (a tensor [N]) as well as one number: an image's strength is
+# its class's, so an axis may exempt classes or give them their own strength (a class-conditional remedy).
+PER_CLASS_STAGES = ("image", "normalised", "batch", "loss")
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,12 @@ class Regularizer:
     @property
     def off_text(self) -> str:
         return self.off_field or f"{self.off:g}"
+
+    @property
+    def per_class(self) -> bool:
+        """Acts on each image (or its loss) on its own, so each class may have its own strength (an axis' exempt
+        and class_strength): the stages that see the batch's labels."""
+        return self.stage in PER_CLASS_STAGES
 
     @property
     def implementation(self) -> Callable:

@@ -105,6 +105,10 @@ def train_one(
     steps_per_epoch = n // bs  # drop the last partial batch: a batch of one breaks BatchNorm
     optimizer = _optimizer(model, train_cfg)
     schedule = _schedule(optimizer, train_cfg, steps_per_epoch * total_epochs)
+    per_class = class_strengths(regs, data.class_names, device)
+    weighting = train_cfg.get("class_weights")  # absent in runs without class reweighting
+    # Per class: [images right, images seen] on the training batches of the epoch, for the adaptive weights.
+    tally = torch.zeros(2, data.num_classes, device=device) if weighting == "clam" else None
 
     curve: list[dict[str, float]] = []
     first_epoch = 0
@@ -115,6 +119,8 @@ def train_one(
         schedule.load_state_dict(state["schedule"])
         g.set_state(state["generator"].cpu())  # generator states are CPU byte tensors, whatever the device
         first_epoch, curve = int(state["epoch"]), list(state["curve"])
+        if tally is not None:
+            tally = state["class_tally"].to(device)
     t_train = time.perf_counter()
     for epoch in range(first_epoch, total_epochs):
         t_epoch = time.perf_counter()
@@ -128,20 +134,26 @@ def train_one(
         for reg in of_stage("model"):
             reg.implementation(model, active.get(reg.name, reg.off), g)
         train_mode(model)
+        weights = class_weights(weighting, tally, data.class_names, device)
+        if tally is not None:
+            tally.zero_()
         perm = torch.randperm(n, generator=g, device=device)
         loss_sum = torch.zeros((), device=device)
         for step in range(steps_per_epoch):
             idx = perm[step * bs:(step + 1) * bs]
-            x, target = augment_batch(data_dev.train_x[idx], data_dev.train_y[idx], data.num_classes, active,
-                                      mean, std, g, flip=train_cfg["flip"])
-            loss = train_step(model, optimizer, x, target, active, device)
+            y = data_dev.train_y[idx]
+            x, target = augment_batch(data_dev.train_x[idx], y, data.num_classes, active,
+                                      mean, std, g, flip=train_cfg["flip"], per_class=per_class)
+            loss = train_step(model, optimizer, x, target, active, device,
+                              by_class=ByClass(y, per_class, weights, tally) if per_class or weighting else None)
             schedule.step()
             loss_sum += loss.detach()
         curve.append({"epoch": epoch + 1, "train_loss": float(loss_sum) / max(steps_per_epoch, 1),
                       "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - t_epoch})
         if checkpoint is not None and not _save_checkpoint(Path(checkpoint), {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "generator": g.get_state(), "epoch": epoch + 1, "curve": curve}):
+                "generator": g.get_state(), "epoch": epoch + 1, "curve": curve,
+                **({"class_tally": tally} if tally is not None else {})}):
             checkpoint = None
         if on_epoch is not None:
             on_epoch(epoch + 1, total_epochs)
@@ -167,6 +179,58 @@ def train_one(
 def active_regularizers(regs: Mapping[str, Mapping[str, Any]], epoch: int) -> dict[str, float]:
     """{name: strength} of the regularizers switched on at this (0-based) epoch."""
     return {name: r["strength"] for name, r in regs.items() if epoch >= r["start_epoch"]}
+
+
+def class_strengths(regs: Mapping[str, Mapping[str, Any]], class_names, device) -> dict[str, torch.Tensor]:
+    """{name: strength of each class [K]} of the regularizers whose run gives some classes their own strength
+    (an axis' exempt and class_strength); the others' classes share the run's strength."""
+    index = {name: k for k, name in enumerate(class_names)}
+    tables = {}
+    for name, r in regs.items():
+        if r.get("class_strength"):
+            unknown = sorted(set(r["class_strength"]) - set(index))
+            if unknown:  # the study checks the names of the data sets it knows; this catches the others
+                raise UsageError(f"regularizer {name}: class_strength names {', '.join(map(json.dumps, unknown))}, "
+                                 f"which the data set does not have; its classes: {', '.join(class_names)}")
+            table = torch.full((len(class_names),), float(r["strength"]))
+            for cls, strength in r["class_strength"].items():
+                table[index[cls]] = float(strength)
+            tables[name] = table.to(device)
+    return tables
+
+
+def class_weights(weighting: Any, tally: torch.Tensor | None, class_names, device) -> torch.Tensor | None:
+    """Each class's weight on the loss this epoch, mean 1 over the classes, or None (every image counts once).
+
+    "clam": adaptive, as CLAM (Jiang, Ban & Weng 2025): proportional to exp(-accuracy) of the class on the
+    previous epoch's training batches, so the classes the model fits worse weigh more; the first epoch is
+    unweighted. A mapping {class name: weight}: fixed weights, normalised to mean 1."""
+    if not weighting:
+        return None
+    if weighting == "clam":
+        if tally is None or not bool(tally[1].sum()):
+            return None
+        accuracy = tally[0] / tally[1].clamp_min(1)
+        weights = torch.exp(-accuracy)
+    else:
+        weights = torch.tensor([float(weighting.get(name, 1.0)) for name in class_names], device=device)
+    return weights / weights.mean()
+
+
+class ByClass:
+    """What the loss needs to treat each image by its class: the batch's labels (before any mixing), the
+    regularizers' per-class strengths, the classes' loss weights (or None), and the tally of right answers
+    per class that adaptive weights are computed from (or None)."""
+
+    def __init__(self, labels: torch.Tensor, strengths: Mapping[str, torch.Tensor], weights: torch.Tensor | None,
+                 tally: torch.Tensor | None):
+        self.labels, self.strengths, self.weights, self.tally = labels, strengths, weights, tally
+
+    def count(self, logits: torch.Tensor) -> None:
+        if self.tally is not None:
+            right = (logits.detach().argmax(1) == self.labels).to(self.tally.dtype)
+            self.tally[0].index_add_(0, self.labels, right)
+            self.tally[1].index_add_(0, self.labels, torch.ones_like(right))
 
 
 def _load_checkpoint(path: Path, model: nn.Module, generator: torch.Generator) -> dict[str, Any] | None:
@@ -209,38 +273,60 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> bool:
 
 
 def augment_batch(x_uint8: torch.Tensor, y: torch.Tensor, num_classes: int, active: Mapping[str, float],
-                  mean: torch.Tensor, std: torch.Tensor, g: torch.Generator, *, flip: bool = True):
+                  mean: torch.Tensor, std: torch.Tensor, g: torch.Generator, *, flip: bool = True,
+                  per_class: Mapping[str, torch.Tensor] | None = None):
     """uint8 batch -> (normalised float batch, target). Target is the label tensor, or soft [N, K] targets
     once a batch regularizer (CutMix, MixUp) is on. The order is the usual one: geometry and colour on [0, 1]
-    pixels, then normalisation, then erasing and mixing; within a stage, the registry's order."""
+    pixels, then normalisation, then erasing and mixing; within a stage, the registry's order.
+
+    `per_class` ({name: strength of each class}, `class_strengths`) gives each image its class's strength once
+    the regularizer is on; an image whose strength is off leaves the regularizer exactly as it came (an exempt
+    class's images are never changed by it, nor, for CutMix and MixUp, their targets; they may still be pasted
+    or mixed into other images as partners)."""
+    per_class = per_class or {}
+
+    def strength(reg):
+        if reg.name in active and reg.name in per_class:
+            return per_class[reg.name][y]
+        return active.get(reg.name, reg.off)
+
+    def keep_off(s, off, before, after):  # the images whose own strength is off stay as they came, bit for bit
+        return after if not isinstance(s, torch.Tensor) else torch.where(
+            (s == off).view(-1, *[1] * (after.ndim - 1)), before, after)
+
     x = x_uint8.float().div_(255)
     if flip:
         x = augment.flip(x, g)
     for reg in of_stage("image"):
-        x = reg.implementation(x, active.get(reg.name, reg.off), g)
+        s = strength(reg)
+        x = keep_off(s, reg.off, x, reg.implementation(x, s, g))
     x = (x - mean) / std
     for reg in of_stage("normalised"):
-        x = reg.implementation(x, active.get(reg.name, reg.off), g)
+        s = strength(reg)
+        x = keep_off(s, reg.off, x, reg.implementation(x, s, g))
     target: torch.Tensor = y
     mixing = of_stage("batch")
     if any(active.get(reg.name, reg.off) != reg.off for reg in mixing):
         target = augment.one_hot(y, num_classes)
         for reg in mixing:
-            x, target = reg.implementation(x, target, active.get(reg.name, reg.off), g)
+            s = strength(reg)
+            mixed, mixed_target = reg.implementation(x, target, s, g)
+            x, target = keep_off(s, reg.off, x, mixed), keep_off(s, reg.off, target, mixed_target)
     return x, target
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
-               active: Mapping[str, float], device: torch.device) -> torch.Tensor:
+               active: Mapping[str, float], device: torch.device, by_class: ByClass | None = None) -> torch.Tensor:
     """One optimizer step on a batch: forward, backward, then the ascent and gradient stages' regularizers
-    (SAM's second pass, gradient clipping), then the step. Returns the loss of the first forward pass."""
-    def forward_backward() -> torch.Tensor:
-        loss = _loss(model, x, target, active, device)
+    (SAM's second pass, gradient clipping), then the step. Returns the loss of the first forward pass.
+    `by_class`: the labels and tables of a run that treats classes differently (`ByClass`)."""
+    def forward_backward(first: bool = False) -> torch.Tensor:
+        loss = _loss(model, x, target, active, device, by_class if first else _quiet(by_class))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         return loss
 
-    loss = forward_backward()
+    loss = forward_backward(first=True)
     for reg in of_stage("ascent"):
         reg.implementation(model, forward_backward, active.get(reg.name, reg.off))
     for reg in of_stage("gradient"):
@@ -249,16 +335,39 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
     return loss
 
 
+def _quiet(by_class: ByClass | None) -> ByClass | None:
+    """The same, without the tally: a second pass (SAM's) must not count the batch again."""
+    return by_class and ByClass(by_class.labels, by_class.strengths, by_class.weights, None)
+
+
 def _loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, active: Mapping[str, float],
-          device: torch.device) -> torch.Tensor:
+          device: torch.device, by_class: ByClass | None = None) -> torch.Tensor:
     (reg,) = of_stage("loss")  # the loss stage's one regularizer computes the loss
-    return reg.implementation(_logits(model, x, device), target, active.get(reg.name, reg.off))
+    logits = _logits(model, x, device)
+    strength = active.get(reg.name, reg.off)
+    if by_class is None:
+        return reg.implementation(logits, target, strength)
+    by_class.count(logits)
+    if reg.name in active and reg.name in by_class.strengths:
+        strength = by_class.strengths[reg.name][by_class.labels]
+    if by_class.weights is None:
+        return reg.implementation(logits, target, strength)
+    return (reg.implementation(logits, target, strength, reduction="none")
+            * by_class.weights[by_class.labels]).mean()
 
 
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing, reduction: str = "mean") -> torch.Tensor:
     """Cross entropy with label smoothing epsilon (Szegedy et al. 2016); 0 is the plain cross entropy. Takes
-    class indices or soft targets (after CutMix), and smooths either."""
-    return F.cross_entropy(logits, target, label_smoothing=smoothing)
+    class indices or soft targets (after CutMix), and smooths either. `smoothing` is one number, or a tensor
+    [N] of one epsilon per image, which F.cross_entropy does not take: then the smoothed targets are formed
+    here, as F.cross_entropy forms them, (1 - eps) target + eps / K."""
+    if isinstance(smoothing, torch.Tensor):
+        k = logits.shape[1]
+        soft = target if target.is_floating_point() else F.one_hot(target, k).to(logits.dtype)
+        eps = smoothing.to(logits.dtype).view(-1, 1)
+        loss = -((soft * (1 - eps) + eps / k) * logits.log_softmax(1)).sum(1)
+        return loss.mean() if reduction == "mean" else loss
+    return F.cross_entropy(logits, target, label_smoothing=smoothing, reduction=reduction)
 
 
 def set_weight_decay(optimizer: torch.optim.Optimizer, coefficient: float) -> None:

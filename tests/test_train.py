@@ -34,11 +34,16 @@ def test_same_config_same_result():
 
 
 @pytest.mark.parametrize("sweep", [None, {"weight_decay": {"strengths": [0.5], "start_epoch": 2}},
-                                   {"dropout": {"strengths": [0.3], "start_epoch": 1}}],
-                         ids=["cutmix", "weight_decay_from_epoch_2", "dropout_from_epoch_1"])
+                                   {"dropout": {"strengths": [0.3], "start_epoch": 1}},
+                                   {"color_jitter": {"strengths": [1.0], "exempt": ["red", "green"],
+                                                     "class_weights": "clam"}},
+                                   {"label_smoothing": {"strengths": [0.2], "class_strength": {"red": 0.0}}}],
+                         ids=["cutmix", "weight_decay_from_epoch_2", "dropout_from_epoch_1", "exempt_and_class_weights",
+                              "label_smoothing_per_class"])
 def test_resume_from_checkpoint_equals_uninterrupted(tmp_path, sweep):
     """Also when a regularizer switches on at the epoch the run resumes at (weight decay lives in the
-    optimizer's parameter group, which loading the optimizer's state replaces)."""
+    optimizer's parameter group, which loading the optimizer's state replaces), and with adaptive class weights
+    (computed from the last epoch's tally, which the checkpoint keeps)."""
     config = tiny_config(sweep, epochs=3)
     whole = train_one(config)
     ckpt = tmp_path / "run.pt"

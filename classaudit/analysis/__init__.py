@@ -18,6 +18,7 @@ The package, one concern a module, each importing only those above it:
     points        each axis' off point and shared seeds, choose_strength, the points a `strength=` names
     significance  the per-class tests on arrays (no frames)
     change        difference, harmed_fraction, class_dependence, regret
+    compare       compare_axes: two axes at one strength (a remedy against the uniform strength)
     confusion     confusion_shift, absorbers, false_positive_shift, churn
     ingest        from_predictions
     plan          seeds_needed: how many seeds a loss of a given size needs
@@ -33,6 +34,7 @@ from classaudit.analysis.audit import Audit
 from classaudit.analysis.change import class_dependence, difference, harmed_fraction, regret
 from classaudit.analysis.checks import *  # noqa: F403  the messages, which tests compare exactly
 from classaudit.analysis.checks import AnalysisError
+from classaudit.analysis.compare import compare_axes
 from classaudit.analysis.confusion import absorbers, churn, confusion_shift, false_positive_shift
 from classaudit.analysis.ingest import from_predictions
 from classaudit.analysis.plan import seeds_needed
@@ -46,6 +48,7 @@ __all__ = [
     "choose_strength",
     "churn",
     "class_dependence",
+    "compare_axes",
     "confusion_shift",
     "difference",
     "false_positive_shift",

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from classaudit.analysis import accuracy, change, confusion, ingest, points
+from classaudit.analysis import accuracy, change, compare, confusion, ingest, points
 from classaudit.analysis.checks import (
     INVALID_OPTION, NO_VALIDATION_SPLIT, TESTS, AnalysisError, check_choice, check_columns, check_fraction,
     split_rows,
@@ -195,6 +195,22 @@ class Audit:
         """Change of each class's false positives per run (:func:`false_positive_shift`), on test."""
         return self._per_point("false_positive_shift", strength, regularizer,
                                lambda axis, r, s: confusion.false_positive_shift(axis, regularizer=r, strength=s))
+
+    def compare_axes(self, base: str, other: str, strength: float, split: str = "test") -> pd.DataFrame:
+        """Each class's change from axis `base` to axis `other` at one strength (:func:`compare_axes`): does a
+        remedy recover the classes the uniform strength harms, and does another class pay instead?"""
+        return self._named(self._table(("compare_axes", base, other, strength, split), lambda: compare.compare_axes(
+            self.results, base, other, strength, split=split, alpha=self.alpha, min_effect=self.min_effect,
+            test=self.test, confidence=self.confidence)))
+
+    def remedies(self, study: str | Path, *, regularizer: str | None = None, strength: float | None = None):
+        """The class-conditional remedies this audit calls for (:func:`classaudit.remedy.propose`), given the
+        study file that was swept (it says which regularizer each axis sweeps); ``write_study`` writes them."""
+        from classaudit.config import load_study
+        from classaudit.remedy import propose
+
+        axes = {a.name: a.regularizer for a in load_study(study).axes}
+        return propose(self, axes, axis=regularizer, strength=strength)
 
     def churn(self, per_class: bool = False) -> pd.DataFrame:
         """Seed-to-seed disagreement at every point (:func:`churn`), on test: the noise floor."""
