@@ -213,6 +213,10 @@ def class_weights(weighting: Any, tally: torch.Tensor | None, class_names, devic
         accuracy = tally[0] / tally[1].clamp_min(1)
         weights = torch.exp(-accuracy)
     else:
+        unknown = sorted(set(weighting) - set(class_names))
+        if unknown:  # the study checks the names of the data sets it knows; this catches the others
+            raise UsageError(f"train.class_weights names {', '.join(map(json.dumps, unknown))}, which the data set "
+                             f"does not have; its classes: {', '.join(class_names)}")
         weights = torch.tensor([float(weighting.get(name, 1.0)) for name in class_names], device=device)
     return weights / weights.mean()
 

@@ -124,6 +124,9 @@ def test_class_weights_follow_the_last_epochs_training_accuracy():
     fixed = class_weights({"b": 3.0}, None, ["a", "b", "c", "d"], "cpu")
     assert np.allclose(fixed.numpy(), np.array([1, 3, 1, 1]) / 1.5)
     assert class_weights(None, None, ["a"], "cpu") is None
+    with pytest.raises(UsageError, match='train.class_weights names "z", which the data set does not have; its '
+                                         'classes: a, b'):
+        class_weights({"z": 2.0}, None, ["a", "b"], "cpu")
 
 
 def test_weighted_loss_is_the_mean_of_weighted_image_losses_and_counts_right_answers():

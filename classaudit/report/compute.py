@@ -40,6 +40,7 @@ class Inputs:
     runs: pd.DataFrame | None = None  # store.load_runs
     status: store.Status | None = None
     dataset: Mapping[str, Any] | None = None  # the "dataset" section of a finished run's config
+    folder: Path | None = None  # the results folder, when the inputs are one
 
 
 @dataclass
@@ -78,6 +79,8 @@ class Computed:
     runs: pd.DataFrame  # one row per finished run
     missing: pd.DataFrame  # runs of the study with no intact result
     notes: list[str] = field(default_factory=list)
+    # Each class-conditional remedy axis against its regularizer's uniform axis, at each strength both have.
+    remedies: pd.DataFrame | None = None
 
     def chosen_strength(self, regularizer: str) -> float:
         row = self.chosen[self.chosen["regularizer"] == regularizer]
@@ -104,7 +107,7 @@ def load(results: Any) -> Inputs:
             dataset = config.get("dataset")
         study = str(frame["study"].iloc[0]) if len(frame) else status.study
         return Inputs(results=frame, predictions=store.load_predictions(snap), source=str(path), study=study,
-                      runs=store.load_runs(snap), status=status, dataset=dataset)
+                      runs=store.load_runs(snap), status=status, dataset=dataset, folder=path)
     if isinstance(results, tuple) and len(results) == 2 and isinstance(results[0], pd.DataFrame) and (
             results[1] is None or isinstance(results[1], pd.DataFrame)):
         frame, predictions = results
@@ -155,8 +158,36 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
         difference=difference, harmed_fraction=change.harmed_fraction(difference),
         class_dependence=audit.class_dependence("all"), regret=audit.regret(), focus=focus,
         **{name: table if table is not None and len(table) else None for name, table in tables.items()},
-        runs=runs, missing=missing, notes=notes,
+        runs=runs, missing=missing, notes=notes, remedies=_remedies(inputs, audit),
     )
+
+
+def _remedies(inputs: Inputs, audit: Audit) -> pd.DataFrame | None:
+    """Each remedy axis (its runs give classes their own strength, or weight them) against the axis that sweeps
+    the same regularizer uniformly, at every strength both have (:func:`classaudit.analysis.compare_axes`; each
+    comparison is its own FDR family of classes). Only a results folder says which axes are remedies."""
+    if inputs.folder is None or inputs.status is None:
+        return None
+    study = store.ResultsFolder(inputs.folder).read_study()
+    regularizer: dict[str, str] = {}
+    remedied: dict[str, bool] = {}
+    for rid in sorted(set(study["runs"]) & set(inputs.status.done)):
+        for point in study["runs"][rid]["points"]:
+            if point["is_off"] or point["axis"] in remedied or "regularizer" not in point:
+                continue
+            config = store.run_config(inputs.folder, rid)
+            entry = config.get("regularizers", {}).get(point["regularizer"], {})  # a run stored by other tools
+            regularizer[point["axis"]] = point["regularizer"]  # may have neither table
+            remedied[point["axis"]] = bool(entry.get("class_strength")
+                                           or config.get("train", {}).get("class_weights"))
+    analysed = set(audit.regularizers)
+    tables = []
+    for other in sorted(a for a, r in remedied.items() if r and a in analysed):
+        bases = sorted(a for a, r in remedied.items() if not r and a in analysed and regularizer[a] == regularizer[other])
+        for s in audit.strengths[other] if bases else []:
+            if not same_strength(s, audit.off[other]) and s in audit.strengths[bases[0]]:
+                tables.append(audit.compare_axes(bases[0], other, s))
+    return pd.concat(tables, ignore_index=True) if tables else None
 
 
 def _focus(chosen: float, off: float, order: list[float]) -> float | None:

@@ -82,6 +82,9 @@ COLUMNS = {
     "false_positives_off": "images of other classes predicted as the class at the off point (per run, seed mean)",
     "false_positives": "the same at the strength",
     "churn": "fraction of images whose prediction differs between two seeds (mean over seed pairs)",
+    "base": "the axis that sweeps the regularizer uniformly (remedies.csv: the reference arm)",
+    "other": "the remedy's axis (remedies.csv: the compared arm)",
+    "at_strength": "the strength both axes are compared at",
     "run_id": "the run's id (its folder under runs/)",
     "label": "the run's settings",
     "seed": "the run's seed",
@@ -102,6 +105,9 @@ COLUMNS = {
 # Columns whose meaning in one file differs from COLUMNS.
 FILE_COLUMNS = {
     "false_positive_shift.csv": {"delta": "false_positives - false_positives_off (images per run, not a fraction)"},
+    "remedies.csv": {"mean_off": "the class's mean accuracy on the uniform axis (base)",
+                     "mean": "the class's mean accuracy on the remedy's axis (other)",
+                     "n_seeds_off": "seeds on the uniform axis", "n_seeds": "seeds on the remedy's axis"},
 }
 
 FILES = {
@@ -124,6 +130,8 @@ FILES = {
                                 "images of other classes predicted as the class, per run",
     "churn.csv": "churn: disagreement between seeds per strength",
     "churn_by_class.csv": "churn per class",
+    "remedies.csv": "compare_axes: each class-conditional remedy against the uniform strength it remedies, class "
+                    "by class (the uniform axis plays off: helped = recovered, harmed = pays for the remedy)",
     "runs.csv": "the finished runs",
     "missing_runs.csv": "runs of the study without a result (pending, failed or damaged)",
 }

@@ -165,6 +165,19 @@ class Statistics:
 
 
 @dataclass(frozen=True)
+class RemedyLine:
+    """A class-conditional remedy against the uniform strength it remedies."""
+
+    base: str  # the uniform axis
+    other: str  # the remedy's axis
+    strength: float
+    accuracy_base: float  # mean class accuracy on test, seed means
+    accuracy: float
+    recovered: tuple[ClassChange, ...]  # classes the remedy helps against the uniform strength
+    paying: tuple[ClassChange, ...]  # classes it harms instead
+
+
+@dataclass(frozen=True)
 class Report:
     title: str
     study: str
@@ -192,6 +205,7 @@ class Report:
     statistics: Statistics
     max_headline_classes: int
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # the CSV files, by file name
+    remedies: tuple[RemedyLine, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -240,7 +254,22 @@ def build(computed: Computed, *, title: str | None = None) -> Report:
         statistics=_statistics(c),
         max_headline_classes=MAX_HEADLINE_CLASSES,
         tables=_tables(c),
+        remedies=_remedy_lines(c),
     )
+
+
+def _remedy_lines(c: Computed) -> tuple[RemedyLine, ...]:
+    if c.remedies is None:
+        return ()
+    lines = []
+    for (base, other, s), rows in c.remedies.groupby(["base", "other", "at_strength"], sort=True):
+        rows = rows.sort_values(["delta", "class_id"])
+        lines.append(RemedyLine(
+            base=str(base), other=str(other), strength=float(s), accuracy_base=float(rows["mean_off"].mean()),
+            accuracy=float(rows["mean"].mean()),
+            recovered=tuple(_change(r) for r in rows[rows["helped"].astype(bool)].iloc[::-1].itertuples(index=False)),
+            paying=tuple(_change(r) for r in rows[rows["harmed"].astype(bool)].itertuples(index=False))))
+    return tuple(lines)
 
 
 def _at_chosen(c: Computed) -> pd.DataFrame:
@@ -541,6 +570,8 @@ def _tables(c: Computed) -> dict[str, pd.DataFrame]:
     for name in ("confusion_shift", "absorbers", "false_positive_shift", "churn", "churn_by_class"):
         if getattr(c, name) is not None:
             tables[f"{name}.csv"] = getattr(c, name)
+    if c.remedies is not None:
+        tables["remedies.csv"] = c.remedies
     tables["runs.csv"] = c.runs
     if c.inputs.status is not None:
         tables["missing_runs.csv"] = c.missing
