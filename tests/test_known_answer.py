@@ -1,6 +1,6 @@
 """Known answer, end to end: on the demo study (embedded `shapes` data) the analysis flags the colour classes
 under strong colour jitter and not under crop, the shape and layout classes under aggressive crop and not
-under colour jitter, and the texture classes under neither. Trains the demo study (a few minutes on two cores).
+under colour jitter, and the texture classes under neither. Trains the demo study (25 runs, about 2 minutes on two cores).
 """
 
 from __future__ import annotations
