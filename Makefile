@@ -7,9 +7,15 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test cifar10 reports clean
 
+# The package alone: all that the demo (and every study on this machine) needs.
 $(BIN)/classaudit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# What the test suite adds: pytest, and Ray and submitit, whose executors it tests.
+$(VENV)/.test-extras: $(BIN)/classaudit
 	$(BIN)/pip install --quiet -e '.[test,ray,slurm]'
 	touch $@
 
@@ -17,7 +23,7 @@ demo: $(BIN)/classaudit
 	$(BIN)/classaudit sweep studies/demo.toml --results results/demo
 	$(BIN)/classaudit report results/demo --out reports/demo
 
-test: $(BIN)/classaudit
+test: $(VENV)/.test-extras
 	$(BIN)/python -m pytest
 
 # The CIFAR-10 study behind reports/cifar10 (85 runs, hours on a CPU; stop and re-run at will, it resumes).

@@ -25,6 +25,7 @@ Examples:
   classaudit sweep studies/cifar10_crop.toml --set model.name=smallcnn --set train.epochs=8
   classaudit sweep studies/cifar10_crop.toml --data-dir ~/data --workers 2
   classaudit sweep studies/cifar10_crop.toml --executor ray --address auto --gpus-per-run 0.5
+  classaudit sweep studies/cifar10_crop.toml --runs-per-device 4       # four runs share each GPU
   classaudit sweep studies/cifar10_crop.toml --executor slurm --partition gpu --gpus-per-run 1
   CLASSAUDIT_SLURM_CLUSTER=local classaudit sweep studies/demo.toml --executor slurm   # try it without Slurm
 """
@@ -123,6 +124,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="CPUs per run, also its torch threads [default: ray/slurm 1, local the cores split between "
                    "workers].")
 @click.option("--gpus-per-run", type=click.FloatRange(0), default=None, help="ray/slurm: GPUs per run (ray allows 0.5).")
+@click.option("--runs-per-device", default=None, metavar="N",
+              help="local: N runs at once on each device (every GPU, or the CPU, its cores split between them); "
+                   "ray: each run reserves 1/N of a GPU.")
 @click.option("--partition", default=None, help="slurm: partition.")
 @click.option("--time-limit", type=click.IntRange(1), default=None, help="slurm: minutes per run [default: 60].")
 @click.option("--slurm-folder", type=click.Path(path_type=Path), default=None,
@@ -130,7 +134,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executor: str, workers: int, device: str,
           epochs: int | None, sets: tuple[str, ...], retries: int, yes: bool, dry_run: bool, address, cpus_per_run, gpus_per_run,
-          partition, time_limit, slurm_folder, no_progress: bool) -> None:
+          runs_per_device, partition, time_limit, slurm_folder, no_progress: bool) -> None:
     """Train every run of a study that is not finished yet, and store per-class results.
 
     Resumable: finished runs are kept and skipped, so after Ctrl-C or a crash the same command carries on.
@@ -145,14 +149,17 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         from classaudit.train import check_device
 
         check_device(device, here=runs_here(executor))
-    options = dict(address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, partition=partition,
-                   time_limit=time_limit, folder=slurm_folder)
+    runs_per_device = _whole_number(runs_per_device)
+    if runs_per_device is not None and click.get_current_context().get_parameter_source("workers").name == "DEFAULT":
+        workers = None  # as many at once as --runs-per-device allows
+    options = dict(address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                   runs_per_device=runs_per_device, partition=partition, time_limit=time_limit, folder=slurm_folder)
     # Every usage check comes before the data set is loaded (or downloaded) and before anything is written;
     # a dry run makes the same checks and prints the same plan, so what it approves runs.
     check_executor(executor, **options)
     results = results or Path("results") / study.name
     the_plan = plan(study, results, confirm_large=yes)
-    code = _own_code(the_plan, executor, device, workers, cpus_per_run)  # the user's command, checked here
+    code = _own_code(the_plan, executor, device, workers or runs_per_device or 1, cpus_per_run)  # checked here
     if dry_run:
         _print_dry_run(the_plan, code)
         return
@@ -172,6 +179,12 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         from classaudit.train import get_dataset
 
         get_dataset(study.dataset, data_dir)
+        if runs_per_device is not None and runs_here(executor):  # N runs must fit in each GPU's free memory
+            from classaudit.executors.local import run_devices
+            from classaudit.train import check_runs_fit
+
+            check_runs_fit(the_plan.todo[0].config, runs_per_device,
+                           run_devices(None if device == "auto" else device), data_dir)
     if executor == "slurm" and slurm_folder is None:
         options["folder"] = results / "slurm"
     ex = make_executor(executor, workers=workers, **options)
@@ -180,8 +193,11 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
     def on_start(p):
         nonlocal bar
         done = len(p.runs) - len(p.todo)
+        at_once = (f"{runs_per_device} per device" if workers is None else
+                   f"{workers} worker{'s' if workers > 1 else ''}" + (f", at most {runs_per_device} per device"
+                                                                     if runs_per_device is not None else ""))
         click.echo(f"{study.name}: {len(p.runs)} runs, {done} finished, {len(p.todo)} to train "
-                   f"({executor}, {workers} worker{'s' if workers > 1 else ''}) -> {results}", err=True)
+                   f"({executor}, {at_once}) -> {results}", err=True)
         if code:
             click.echo(f"  {code}", err=True)
         for problem in sorted(p.corrupt.values()):
@@ -208,7 +224,7 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         previous = signal.signal(signal.SIGTERM, _terminated) if main else None
         try:
             summary = execute(the_plan, ex, data_dir=str(data_dir) if data_dir else None,
-                              device=None if device == "auto" else device, workers=workers, retries=retries,
+                              device=None if device == "auto" else device, workers=workers or 1, retries=retries,
                               on_start=on_start, on_outcome=on_outcome)
         finally:
             if main:
@@ -230,6 +246,15 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         click.echo(f"Failed runs are listed by `classaudit status {results}`; run the sweep again to retry them.",
                    err=True)
         sys.exit(1)
+
+
+def _whole_number(text: str | None) -> int | str | None:
+    """An option's text as an int when it is written as one; else the text, which the option's check refuses
+    naming it as the user wrote it."""
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return text
 
 
 def _terminated(signum, frame) -> None:

@@ -176,6 +176,69 @@ def train_one(
     )
 
 
+# What a process holds on a CUDA device beside its tensors: its CUDA context and cuDNN's and cuBLAS's
+# workspaces (300-600 MiB with recent drivers; the larger figure, so that a fit is one that runs).
+CUDA_PROCESS_BYTES = 600 * 2**20
+# Compared exactly by the tests.
+DOES_NOT_FIT = ("option --runs-per-device: value {runs} does not fit on {device}: {runs} runs need about "
+                "{need:.1f} GiB ({each:.2f} GiB each: a training step's and an evaluation batch's peak, measured, and "
+                "the process's CUDA context), {free:.1f} GiB are free; {fix}")
+
+
+def check_runs_fit(config: Mapping[str, Any], runs: int, devices: list[str],
+                   data_dir: str | Path | None = None) -> None:
+    """Raise a UsageError naming --runs-per-device if `runs` runs of `config` at once do not fit in the free
+    memory of each CUDA device in `devices` (other devices are not checked). One run's need is measured here:
+    the peak of one training step, with every regularizer of the run on, and of one evaluation batch."""
+    cuda = [torch.device(d) for d in devices if torch.device(d).type == "cuda"]
+    if not cuda:
+        return
+    each = peak_memory(config, cuda[0], data_dir) + CUDA_PROCESS_BYTES
+    problems = [fit_problem(runs, str(d), each, torch.cuda.mem_get_info(d)[0]) for d in cuda]
+    if any(problems):
+        raise UsageError("\n".join(p for p in problems if p))
+
+
+def fit_problem(runs: int, device: str, each: int, free: int) -> str | None:
+    """Why `runs` runs needing `each` bytes do not fit in `free` bytes of `device`; None if they do."""
+    if runs * each <= free:
+        return None
+    fit = free // each
+    return DOES_NOT_FIT.format(runs=runs, device=device, need=runs * each / 2**30, each=each / 2**30,
+                               free=free / 2**30, fix=f"give at most {fit}" if fit else "not even one run fits")
+
+
+def peak_memory(config: Mapping[str, Any], device: torch.device, data_dir: str | Path | None = None) -> int:
+    """Bytes a run of `config` holds at its peak on CUDA device `device`: its data, model and optimizer state,
+    one training step with all of the run's regularizers on, and one evaluation batch."""
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    train_cfg = config["train"]
+    data = get_dataset(config["dataset"], data_dir)
+    data_dev = data.to(device)
+    model = build_model(config["model"], data.num_classes, data.shape[0]).to(device, memory_format=torch.channels_last)
+    g = torch.Generator(device=device).manual_seed(0)
+    mean, std = _channel_stats(data.train_x, device)
+    active = active_regularizers(config["regularizers"], 10**9)
+    for reg in of_stage("model"):
+        reg.implementation(model, active.get(reg.name, reg.off), g)
+    optimizer = _optimizer(model, train_cfg)
+    idx = torch.arange(min(train_cfg["batch_size"], data_dev.train_x.shape[0]), device=device)
+    train_mode(model)
+    x, target = augment_batch(data_dev.train_x[idx], data_dev.train_y[idx], data.num_classes, active, mean, std, g,
+                              flip=train_cfg["flip"])
+    train_step(model, optimizer, x, target, active, device)
+    x_test, y_test = data_dev.split("test")
+    evaluate(model, x_test[:train_cfg["eval_batch_size"]], y_test[:train_cfg["eval_batch_size"]], mean, std,
+             train_cfg["eval_batch_size"], device, tta=train_cfg["tta"])
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - base
+    del data_dev, model, optimizer, x, target
+    torch.cuda.empty_cache()  # hand the memory back before the runs start
+    return peak
+
+
 def active_regularizers(regs: Mapping[str, Mapping[str, Any]], epoch: int) -> dict[str, float]:
     """{name: strength} of the regularizers switched on at this (0-based) epoch."""
     return {name: r["strength"] for name, r in regs.items() if epoch >= r["start_epoch"]}
@@ -298,9 +361,9 @@ def augment_batch(x_uint8: torch.Tensor, y: torch.Tensor, num_classes: int, acti
         return after if not isinstance(s, torch.Tensor) else torch.where(
             (s == off).view(-1, *[1] * (after.ndim - 1)), before, after)
 
+    if flip:  # on the uint8 pixels: the same numbers, a quarter of the memory traffic
+        x_uint8 = augment.flip(x_uint8, g)
     x = x_uint8.float().div_(255)
-    if flip:
-        x = augment.flip(x, g)
     for reg in of_stage("image"):
         s = strength(reg)
         x = keep_off(s, reg.off, x, reg.implementation(x, s, g))

@@ -14,6 +14,18 @@ from tests.slurm_cluster import slurm_cluster  # noqa: F401  (a fixture)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` are skipped, saying why, where torch sees no CUDA device (torch is imported only when
+    some collected test is so marked)."""
+    cuda_tests = [item for item in items if item.get_closest_marker("cuda")]
+    if cuda_tests:
+        import torch
+
+        if not torch.cuda.is_available():
+            for item in cuda_tests:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device (benchmarks/device_check.py runs it)"))
 SHARED_DATA = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 TINY_STUDY = """\

@@ -608,3 +608,74 @@ def test_a_half_sent_outcome_is_a_dead_worker_not_a_hang():
     child.send("an outcome")
     child.close()  # sent in full, then the worker died: the outcome still counts
     assert _receive(parent) == "an outcome"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Several runs per device: --runs-per-device.
+
+
+def test_runs_sharing_the_cpu_give_the_results_of_one_at_a_time(reference, study_files, runner, tmp_path):
+    tiny, _ = study_files
+    out = sweep_cli(runner, tiny, tmp_path / "r", "--runs-per-device", "2", "--cpus-per-run", "1", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    assert "(local, 2 per device)" in out.output and "trained 6 run(s)" in out.output
+    assert_same_results(tmp_path / "r", reference["tiny"])
+
+
+def test_runs_sharing_the_cpu_split_its_cores(study_files, runner, tmp_path):
+    tiny, _ = study_files
+    out = sweep_cli(runner, tiny, tmp_path / "r", "--runs-per-device", "2", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    records = (tmp_path / "r" / "runs").glob("*/record.json")
+    assert {json.loads(p.read_text())["environment"]["threads"] for p in records} == {max(1, os.cpu_count() // 2)}
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "two"])
+def test_runs_per_device_must_be_a_whole_number_of_at_least_one(runner, tiny_study, tmp_path, value):
+    out = sweep_cli(runner, tiny_study, tmp_path / "r", "--runs-per-device", value)
+    assert out.exit_code == 2
+    assert out.output == (f"Error: option --runs-per-device: value {value} is not a whole number >= 1; give how many "
+                          "runs share each device\n")
+    assert not (tmp_path / "r").exists()
+
+
+def test_runs_per_device_is_for_local_and_ray():
+    with pytest.raises(UsageError, match="^option --runs-per-device: only for --executor local or ray; leave it out "
+                                         "with --executor inprocess$"):
+        check_executor("inprocess", runs_per_device=2)
+    with pytest.raises(UsageError, match=r"^option --runs-per-device: value 4 sets each run's share of a GPU \(1/4\); "
+                                         "leave out --gpus-per-run$"):
+        check_executor("ray", runs_per_device=4, gpus_per_run=0.5)
+
+
+def test_ray_runs_per_device_reserves_a_fraction_of_a_gpu(monkeypatch):
+    pytest.importorskip("ray")
+    from classaudit.executors.ray import RayExecutor
+
+    monkeypatch.setattr(RayExecutor, "connect", lambda self: None)
+    executor = make_executor("ray", workers=None, runs_per_device=4)
+    assert (executor.gpus_per_run, executor.workers) == (0.25, None)  # Ray's resources alone cap the runs
+    assert make_executor("ray", workers=None).workers == 1
+
+
+def test_runs_per_device_go_to_the_named_device_or_every_visible_one(monkeypatch):
+    import torch
+
+    from classaudit.executors.local import run_devices
+
+    assert run_devices("cuda:1") == ["cuda:1"] and run_devices("cpu") == ["cpu"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert run_devices(None) == run_devices("auto") == ["cuda:0", "cuda:1"]
+
+
+def test_runs_that_do_not_fit_in_a_gpus_memory_are_refused_naming_the_option():
+    from classaudit.train import fit_problem
+
+    gib = 2**30
+    assert fit_problem(4, "cuda:0", 2 * gib, 8 * gib) is None
+    assert fit_problem(4, "cuda:0", 3 * gib, 8 * gib) == (
+        "option --runs-per-device: value 4 does not fit on cuda:0: 4 runs need about 12.0 GiB (3.00 GiB each: a "
+        "training step's and an evaluation batch's peak, measured, and the process's CUDA context), 8.0 GiB are "
+        "free; give at most 2")
+    assert fit_problem(1, "cuda:1", 9 * gib, 8 * gib).endswith("8.0 GiB are free; not even one run fits")

@@ -124,6 +124,20 @@ def negative_resources(cpus_per_run: float | None, gpus_per_run: float | None) -
     return problems
 
 
+# Compared exactly by the tests.
+RUNS_PER_DEVICE = ("option --runs-per-device: value {value} is not a whole number >= 1; give how many runs share "
+                   "each device")
+
+
+def runs_per_device_problems(runs_per_device) -> list[str]:
+    """The problem with --runs-per-device (None = not given): N runs train at once on each device."""
+    if runs_per_device is None:
+        return []
+    if isinstance(runs_per_device, bool) or not isinstance(runs_per_device, int) or runs_per_device < 1:
+        return [RUNS_PER_DEVICE.format(value=runs_per_device)]
+    return []
+
+
 def thread_count_problems(executor: str, cpus_per_run: float | None) -> list[str]:
     """The problem with --cpus-per-run (None = not given) for an executor on this machine, where it is each
     run's torch thread count."""

@@ -1,7 +1,9 @@
-"""The local executor: a pool of worker processes on this machine, threads split between them (the default)."""
+"""The local executor: a pool of worker processes on this machine, threads split between them (the default),
+optionally several runs sharing each device (`runs_per_device`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import signal
@@ -10,7 +12,8 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-from classaudit.executors.base import Executor, Outcome, Task, run_task, thread_count_problems
+from classaudit.executors.base import (Executor, Outcome, Task, run_task, runs_per_device_problems,
+                                      thread_count_problems, threads_per_worker)
 
 
 class LocalExecutor(Executor):
@@ -23,13 +26,19 @@ class LocalExecutor(Executor):
     dying pool terminates only the workers it knows of, then waits for all of them). With a pipe per worker,
     the parent holds only its own end, so a worker's death reaches it as the end of that pipe and nothing else
     is shared that a dead worker could leave locked or half-written.
+
+    With `runs_per_device` N, each worker is bound to one device and N workers share each: every CUDA device
+    the runs may use (all visible ones when the tasks leave the device to be chosen), or the CPU, whose cores
+    are then split between the N workers. `workers`, when given, caps the runs in flight below N per device.
+    A run's result does not depend on which worker, or how many beside it, trained it.
     """
 
     name = "local"
 
-    def __init__(self, workers: int = 1, threads: int | None = None):
-        self.workers = max(1, workers)
+    def __init__(self, workers: int | None = 1, threads: int | None = None, runs_per_device: int | None = None):
+        self.workers = None if workers is None else max(1, workers)
         self.threads = threads  # torch threads per run; None: the cores split between the workers
+        self.runs_per_device = runs_per_device
 
     def map(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
         import multiprocessing as mp
@@ -37,16 +46,28 @@ class LocalExecutor(Executor):
 
         ctx = mp.get_context("spawn")
         queue = deque(tasks)
+        devices: list[str | None] = [None]  # None: each task keeps its own device
+        limit = self.workers or 1
+        if self.runs_per_device is not None and queue:
+            devices = run_devices(queue[0].device)
+            limit = min(self.workers or len(devices) * self.runs_per_device, len(devices) * self.runs_per_device)
+        threads = self.threads or threads_per_worker(limit)
         idle: list[_Worker] = []
         busy: dict[_Worker, Task] = {}
         try:
             while queue or busy:
-                while queue and len(busy) < self.workers:
+                while queue and len(busy) < limit:
                     while idle and not idle[-1].process.is_alive():  # died between runs: replace it
                         idle.pop().stop()
-                    worker = idle.pop() if idle else _Worker(ctx)
+                    if idle:
+                        worker = idle.pop()
+                    else:  # a new worker goes to the device with the fewest: at most N on each
+                        live = [w.device for w in busy]
+                        worker = _Worker(ctx, min(devices, key=live.count))
                     task = queue.popleft()
                     busy[worker] = task
+                    if self.runs_per_device is not None:
+                        task = dataclasses.replace(task, device=worker.device, threads=threads)
                     worker.send(task)  # a worker already dead shows up below, as the end of its pipe
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for worker in [w for w in busy if w.conn in ready or w.process.sentinel in ready]:
@@ -71,7 +92,8 @@ class LocalExecutor(Executor):
 class _Worker:
     """One spawned worker process and the parent's end of its pipe."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, device: str | None = None):
+        self.device = device  # the device its runs train on (None: each task's own)
         self.conn, child_end = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child_end,), name="classaudit-worker")
         self.process.start()
@@ -129,11 +151,27 @@ def _serve(conn) -> None:
             conn.send(Outcome(task, error=f"the run's result could not be sent back: {type(e).__name__}: {e}"))
 
 
-def check(*, cpus_per_run: float | None = None) -> list[str]:
-    return thread_count_problems(LocalExecutor.name, cpus_per_run)
+def run_devices(device: str | None) -> list[str]:
+    """The devices N runs each share for a sweep on `device` (None or "auto": every visible CUDA device, else the
+    CPU; a named device: that one alone)."""
+    if device not in (None, "auto"):
+        return [device]
+    import torch
+
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"]
 
 
-def make(*, workers: int, cpus_per_run: float | None = None) -> LocalExecutor:
+def check(*, cpus_per_run: float | None = None, runs_per_device: int | None = None) -> list[str]:
+    return thread_count_problems(LocalExecutor.name, cpus_per_run) + runs_per_device_problems(runs_per_device)
+
+
+def make(*, workers: int | None, cpus_per_run: float | None = None,
+         runs_per_device: int | None = None) -> LocalExecutor:
     """--cpus-per-run threads per run when given (else the cores split between the workers), so that a run gives
-    the same bits as on a cluster with the same --cpus-per-run."""
-    return LocalExecutor(workers, None if cpus_per_run is None else int(cpus_per_run))
+    the same bits as on a cluster with the same --cpus-per-run. With --runs-per-device N, N workers per device
+    (`workers`, when given, caps them); else `workers` workers (1 when not given)."""
+    if runs_per_device is None:
+        workers = workers or 1
+    return LocalExecutor(workers, None if cpus_per_run is None else int(cpus_per_run), runs_per_device)

@@ -5,7 +5,8 @@
 
 `address`: None starts (or joins) Ray on this machine, "auto" joins the cluster this machine belongs to,
 "host:port" or "ray://host:10001" a given one; a Ray already initialised in this process (a notebook) is used
-as it is. Fractional GPUs allowed.
+as it is. Fractional GPUs allowed: `runs_per_device` N reserves 1/N of a GPU per run, so that N runs share
+each GPU (Ray schedules them; a cluster without GPUs never starts them).
 """
 
 from __future__ import annotations
@@ -16,20 +17,31 @@ from collections.abc import Iterable, Iterator
 
 from classaudit.errors import UsageError
 from classaudit.executors.base import (Executor, Outcome, Task, for_worker, negative_resources, require,
-                                      run_task)
+                                      run_task, runs_per_device_problems)
+
+# Compared exactly by the tests.
+BOTH_GPU_OPTIONS = ("option --runs-per-device: value {runs} sets each run's share of a GPU (1/{runs}); leave out "
+                    "--gpus-per-run")
 
 
-def check(*, address: str | None = None, cpus_per_run: float | None = None,
-          gpus_per_run: float | None = None) -> list[str]:
+def check(*, address: str | None = None, cpus_per_run: float | None = None, gpus_per_run: float | None = None,
+          runs_per_device: int | None = None) -> list[str]:
     """The problems with Ray's options; connects to nothing, so a dry run can check."""
-    return negative_resources(cpus_per_run, gpus_per_run)
+    problems = negative_resources(cpus_per_run, gpus_per_run) + runs_per_device_problems(runs_per_device)
+    if runs_per_device is not None and gpus_per_run is not None and not problems:
+        problems.append(BOTH_GPU_OPTIONS.format(runs=runs_per_device))
+    return problems
 
 
-def make(*, workers: int, address: str | None = None, cpus_per_run: float | None = None,
-         gpus_per_run: float | None = None) -> RayExecutor:
-    """Connects to Ray now, so that a wrong address is an error before the sweep writes anything."""
-    executor = RayExecutor(workers=workers, address=address, cpus_per_run=1.0 if cpus_per_run is None else
-                           float(cpus_per_run), gpus_per_run=0.0 if gpus_per_run is None else float(gpus_per_run))
+def make(*, workers: int | None, address: str | None = None, cpus_per_run: float | None = None,
+         gpus_per_run: float | None = None, runs_per_device: int | None = None) -> RayExecutor:
+    """Connects to Ray now, so that a wrong address is an error before the sweep writes anything. `workers` None:
+    as many runs in flight as Ray's resources admit (with runs_per_device), else one."""
+    if runs_per_device is not None:
+        gpus_per_run = 1 / runs_per_device
+    executor = RayExecutor(workers=workers if workers is not None or runs_per_device is not None else 1,
+                           address=address, cpus_per_run=1.0 if cpus_per_run is None else float(cpus_per_run),
+                           gpus_per_run=0.0 if gpus_per_run is None else float(gpus_per_run))
     executor.connect()
     return executor
 
@@ -37,10 +49,10 @@ def make(*, workers: int, address: str | None = None, cpus_per_run: float | None
 class RayExecutor(Executor):
     name = "ray"
 
-    def __init__(self, *, workers: int, address: str | None = None, cpus_per_run: float = 1.0,
+    def __init__(self, *, workers: int | None, address: str | None = None, cpus_per_run: float = 1.0,
                  gpus_per_run: float = 0.0):
         require("ray", "Ray", "ray")
-        self.workers = max(1, workers)
+        self.workers = None if workers is None else max(1, workers)  # None: no cap beside Ray's resources
         self.address = address
         self.cpus_per_run = cpus_per_run
         self.gpus_per_run = gpus_per_run
@@ -85,7 +97,7 @@ class RayExecutor(Executor):
         queue.reverse()
         try:
             while queue or in_flight:
-                while queue and len(in_flight) < self.workers:
+                while queue and (self.workers is None or len(in_flight) < self.workers):
                     task = queue.pop()
                     in_flight[remote.remote(task)] = task
                 done, _ = ray.wait(list(in_flight), num_returns=1)

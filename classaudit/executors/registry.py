@@ -26,9 +26,10 @@ class Backend:
 
 # What each one is: the package's docstring (classaudit/executors/__init__.py).
 BACKENDS = {b.name: b for b in (
-    Backend("local", "classaudit.executors.local", frozenset({"cpus_per_run"}), True),
+    Backend("local", "classaudit.executors.local", frozenset({"cpus_per_run", "runs_per_device"}), True),
     Backend("inprocess", "classaudit.executors.inprocess", frozenset({"cpus_per_run"}), True),
-    Backend("ray", "classaudit.executors.ray", frozenset({"address", "cpus_per_run", "gpus_per_run"}), False),
+    Backend("ray", "classaudit.executors.ray",
+            frozenset({"address", "cpus_per_run", "gpus_per_run", "runs_per_device"}), False),
     Backend("slurm", "classaudit.executors.slurm",
             frozenset({"cpus_per_run", "gpus_per_run", "partition", "time_limit", "folder", "cluster"}), False),
 )}
@@ -37,8 +38,8 @@ EXECUTORS = tuple(BACKENDS)  # the names --executor takes, the default first
 # Every option an executor may take, in the order problems are listed, with the command-line option that sets
 # it (`cluster` is set from Python or CLASSAUDIT_SLURM_CLUSTER only).
 OPTIONS = {"address": "--address", "cpus_per_run": "--cpus-per-run", "gpus_per_run": "--gpus-per-run",
-           "partition": "--partition", "time_limit": "--time-limit", "cluster": "cluster",
-           "folder": "--slurm-folder"}
+           "runs_per_device": "--runs-per-device", "partition": "--partition", "time_limit": "--time-limit",
+           "cluster": "cluster", "folder": "--slurm-folder"}
 
 
 def runs_here(name: str) -> bool:
@@ -67,11 +68,15 @@ def check_executor(name: str, **options: Any) -> None:
         raise UsageError("\n".join(problems))
 
 
-def make_executor(name: str, *, workers: int = 1, **options: Any) -> Executor:
+def make_executor(name: str, *, workers: int | None = 1, **options: Any) -> Executor:
     """The executor called `name`, after check_executor. Local and in-process runs use --cpus-per-run threads
-    each when it is given, so that a run gives the same bits as on a cluster with the same --cpus-per-run."""
+    each when it is given, so that a run gives the same bits as on a cluster with the same --cpus-per-run.
+    `workers` None: not given; the executors that take runs_per_device then start as many runs as it allows,
+    the others one at a time."""
     check_executor(name, **options)
     backend = _backend(name)
+    if workers is None and "runs_per_device" not in backend.options:
+        workers = 1
     return _module(backend).make(workers=workers, **{k: v for k, v in options.items() if v is not None})
 
 
