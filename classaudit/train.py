@@ -74,13 +74,15 @@ def train_one(
     device: str | torch.device | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
     checkpoint: str | Path | None = None,
+    on_trained: Callable[[nn.Module, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> RunResult:
     """Train and evaluate one run. `config` is a resolved run config (`classaudit.config.resolve`).
 
     Writes nothing, unless `checkpoint` names a file: then the full training state is saved there after every
     epoch, and a run that finds the file resumes from it, so a pre-empted job continues mid-run and ends with
     exactly the result of an uninterrupted one. The file holds tensors and plain numbers only and is read with
-    torch.load(weights_only=True): nothing is unpickled.
+    torch.load(weights_only=True): nothing is unpickled. `on_trained(model, mean, std)`, when given, sees the
+    trained model (in eval mode) and the channel statistics its inputs are normalised with (a downstream probe).
     """
     t_start = time.perf_counter()
     device = resolve_device(device)
@@ -150,6 +152,8 @@ def train_one(
                           tta=train_cfg["tta"])
               for s in ("val", "test") if data_dev.split(s)[0].shape[0]}
     t_end = time.perf_counter()
+    if on_trained is not None:  # after the clock: the probe keeps its own time
+        on_trained(model, mean, std)
     return RunResult(
         run_id=run_id,
         config=json.loads(json.dumps(config, default=dict)),

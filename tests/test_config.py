@@ -16,9 +16,9 @@ BASE = tomllib.loads(TINY_STUDY)
 PINNED_TINY_OFF_RUN_ID = "144f75e1dcd660a0"  # the tiny study's first run, as every version since 0.1 names it
 
 
-def study_with(**changes):
-    """The tiny study with fields replaced: study_with(**{"train.epochs": 0})."""
-    raw = copy.deepcopy(BASE)
+def study_with(_base=BASE, **changes):
+    """The tiny study (or `_base`) with fields replaced: study_with(**{"train.epochs": 0})."""
+    raw = copy.deepcopy(_base)
     for dotted, value in changes.items():
         *parents, last = dotted.split(".")
         table = raw
