@@ -16,7 +16,9 @@ Layout of a results folder:
 
 A run folder is built under a temporary name and renamed into place, so a reader sees a whole run or none;
 record.json carries the sha256 of the other files and of itself, so a truncated or altered record is detected
-and re-run. No torch here: results load anywhere pandas does. Nothing is unpickled.
+and re-run. No torch here: results load anywhere pandas does. Nothing is unpickled. The module is longer than 500
+lines because a run and its downstream probe are written, verified and loaded with the same checksums and layout,
+which are read in one place.
 """
 
 from __future__ import annotations
