@@ -238,6 +238,7 @@ def test_the_report_of_the_downstream_view_says_which_view_it_shows():
     page = render_report(ca.Audit(_frames(harm_on_hue=True)).transfer())["index.html"]
     assert "This page shows the downstream task" in page
     assert "chosen on the upstream validation split" in page
+    assert "each class&#39;s own best strength is picked on it" in page
     page = render_report(ca.Audit(_frames(harm_on_hue=True)).transfer("transfer_val"))["index.html"]
     assert "chosen on the downstream validation split" in page
 

@@ -137,7 +137,9 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
                      "same images that then report it: the chosen strength's gain is optimistic.")
     if inputs.view is not None:
         notes.append(f"This page shows the downstream task: per-class accuracy of a linear probe on each run's frozen "
-                     f"features (splits transfer_val and transfer_test), with {inputs.view}.")
+                     f"features (splits transfer_val and transfer_test), with {inputs.view}. Below, \"validation\" "
+                     "is the downstream validation split (transfer_val) except where the strength is chosen, and "
+                     "each class's own best strength is picked on it.")
     audit = Audit(results, predictions, alpha=alpha, min_effect=min_effect, select_on=select_on,
                   confidence=confidence, source=inputs.source, chosen=inputs.chosen, view=inputs.view)
     chosen = audit.chosen()
