@@ -139,9 +139,6 @@ def _digests(folder):
 
 
 def test_a_finished_study_gains_its_probe_on_a_rerun_without_training(tmp_path, runner, monkeypatch):
-    plain = tmp_path / "plain.toml"
-    # Trained with its weights kept but no probe yet: the sweep was stopped before it (simulated by a study
-    # whose [transfer] table names a probe the runs' folders do not hold).
     study = tmp_path / "s.toml"
     study.write_text(TRANSFER_STUDY)
     results = tmp_path / "results"
@@ -150,32 +147,43 @@ def test_a_finished_study_gains_its_probe_on_a_rerun_without_training(tmp_path, 
     assert out.exit_code == 0, out.output
     runs = sorted((results / "runs").iterdir())
     assert len(runs) == 2 and all((r / "model.pt").exists() for r in runs)
-    probe_folders = [p for r in runs for p in (r / "transfer").iterdir()]
-    assert len(probe_folders) == 2
+    assert all(len(list((r / "transfer").iterdir())) == 1 for r in runs)
     first = ca.load_results(results)
     assert set(first["split"]) == {"val", "test", "transfer_val", "transfer_test"}
-    # The probe goes missing (a changed [transfer] table would name a new one): the next sweep adds it back
-    # without training: training would fail here.
-    for p in probe_folders:
-        import shutil
-
-        shutil.rmtree(p)
+    # A changed [transfer] table is a new probe, which the finished runs lack: the next sweep adds it from their
+    # stored weights, without training (training would fail here), and touches none of their files.
+    study.write_text(TRANSFER_STUDY.replace("l2 = [0.01, 1.0]", "l2 = [0.1]"))
     before = _digests(results / "runs")
     monkeypatch.setattr("classaudit.train.train_one", lambda *a, **k: pytest.fail("a finished run was trained"))
-    out = runner.invoke(cli, ["status", str(results)])
-    assert "2 finished run(s) have no downstream probe yet" in out.output
+    out = runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--no-progress", "--dry-run"])
+    assert "2 to train" not in out.output and out.output.count("probe only, from its stored weights") == 2
     out = runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--no-progress", "--executor",
                               "inprocess"])
     assert out.exit_code == 0, out.output
     assert "probed 2 finished run(s) without training" in out.output
     after = _digests(results / "runs")
-    assert {k: v for k, v in after.items() if "/transfer/" not in k} == before  # the runs' own files unchanged
-    assert sum("/transfer/" in k for k in after) == 4  # a record and the predictions per run
+    assert {k: v for k, v in after.items() if k in before} == before  # every file there before is unchanged
+    assert len(after) == len(before) + 4  # a record and the predictions of each run's new probe
     second = ca.load_results(results)
-    pd.testing.assert_frame_equal(first, second)
+    upstream = first[~first["split"].str.startswith("transfer")]
+    pd.testing.assert_frame_equal(second[~second["split"].str.startswith("transfer")], upstream)
+    assert len(second[second["split"] == "transfer_test"]) == len(first[first["split"] == "transfer_test"])
+    out = runner.invoke(cli, ["status", str(results)])
+    assert "downstream probe" not in out.output
+    # The probe, lost (a damaged folder is the same), comes back as it was.
+    for run in runs:
+        for probe in (run / "transfer").iterdir():
+            import shutil
+
+            shutil.rmtree(probe)
+    out = runner.invoke(cli, ["status", str(results)])
+    assert "2 finished run(s) have no downstream probe yet" in out.output
+    out = runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--no-progress", "--executor",
+                              "inprocess"])
+    assert "probed 2 finished run(s) without training" in out.output
+    pd.testing.assert_frame_equal(ca.load_results(results), second)
     out = runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--no-progress"])
     assert "nothing to train" in out.output
-    del plain
 
 
 def test_a_finished_run_without_weights_trains_again_for_its_probe(tmp_path, runner):
@@ -243,6 +251,7 @@ def test_the_report_of_the_downstream_view_says_which_view_it_shows():
     assert "chosen on the downstream validation split" in page
 
 
+@pytest.mark.slow
 def test_a_torchvision_backbone_is_probed_the_same_way(tmp_path, runner):
     """resnet18 with random weights (pretrained = false: nothing is downloaded here); on users' machines
     pretrained = true starts from ImageNet's weights and is probed the same way."""
@@ -253,7 +262,7 @@ def test_a_torchvision_backbone_is_probed_the_same_way(tmp_path, runner):
     out = runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--no-progress", "--executor",
                               "inprocess"])
     assert out.exit_code == 0, out.output
-    frame = ca.load_results(results)
+    frame, predictions = ca.load_results(results), ca.load_predictions(results)
     test = frame[frame["split"] == "transfer_test"]
     assert sorted(test["class_name"].unique()) == sorted(["vermilion", "orange", "amber", "gold", "ring", "cross",
                                                           "columns", "dots"])
@@ -263,3 +272,12 @@ def test_a_torchvision_backbone_is_probed_the_same_way(tmp_path, runner):
 
     assert json.loads(probe.read_text())["timings"]["feature_dim"] == 512  # resnet18's pooled features
     assert np.isfinite(test["accuracy"]).all()
+    # Probed again from the stored weights (the model rebuilt without downloading anything): the same predictions.
+    import shutil
+
+    for run in (results / "runs").iterdir():
+        shutil.rmtree(run / "transfer")
+    out = runner.invoke(cli, ["sweep", str(study), "--results", str(results), "--no-progress", "--executor",
+                              "inprocess"])
+    assert "probed 2 finished run(s) without training" in out.output
+    pd.testing.assert_frame_equal(ca.load_predictions(results), predictions)
