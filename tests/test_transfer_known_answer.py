@@ -1,6 +1,7 @@
 """Transfer known answer, end to end: pre-training on `shapes` with strong colour jitter makes the frozen features
 blind enough to hue that the downstream classes told apart by hue alone lose accuracy under a linear probe, while
-those told apart by shape or texture do not. Trains 10 small runs (about two minutes on two idle cores)."""
+those told apart by shape or texture do not. Trains 16 small runs (8 seeds at colour jitter 0 and 2; about two
+minutes on two idle cores)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def transfer_audit(tmp_path_factory):
 
     results = tmp_path_factory.mktemp("transfer") / "results"
     out = CliRunner().invoke(cli, ["sweep", str(ROOT / "studies" / "transfer_demo.toml"), "--results", str(results),
-                                   "--set", "sweep.color_jitter.strengths=[0.0, 2.0]", "--no-progress"])
+                                   "--set", "sweep.color_jitter.strengths=[0.0, 2.0]", "--set", "study.seeds=8",
+                                   "--no-progress"])
     assert out.exit_code == 0, out.output
     return ca.Audit.from_folder(results)
 
@@ -29,11 +31,17 @@ def test_strong_colour_jitter_harms_the_hue_defined_downstream_classes_only(tran
     at = diff.set_index("class_name")
     table = at[["delta", "ci_low", "ci_high", "q_value", "harmed"]].round(3).to_string()
     harmed = set(at.index[at["harmed"]])
-    hue = {name for name, cue in DOWNSTREAM_CUES.items() if cue == "hue"}
-    assert harmed <= hue, f"harmed outside the hue classes\n{table}"
-    assert len(harmed) >= 2, f"too few hue classes harmed\n{table}"
-    assert at.loc[sorted(hue), "delta"].mean() < -0.05, f"the hue classes lose too little\n{table}"
-    assert (at.loc[sorted(set(at.index) - hue), "delta"] > -0.02).all(), f"a shape or texture class loses\n{table}"
+    hue = sorted(name for name, cue in DOWNSTREAM_CUES.items() if cue == "hue")
+    others = sorted(set(at.index) - set(hue))
+    # Only hue classes are flagged, and some are ...
+    assert harmed <= set(hue), f"harmed outside the hue classes\n{table}"
+    assert harmed, f"no hue class harmed\n{table}"
+    # ... every hue class loses on average, the group by more than 5 points, and the shape and texture classes
+    # keep their accuracy. (Neighbouring hues trade the ambiguous region, so not every hue class is flagged at 8
+    # seeds: a run that loses much on one may lose little on its neighbour.)
+    assert (at.loc[hue, "delta"] < 0).all(), f"a hue class does not lose\n{table}"
+    assert at.loc[hue, "delta"].mean() < -0.05, f"the hue classes lose too little\n{table}"
+    assert (at.loc[others, "delta"].abs() < 0.02).all(), f"a shape or texture class moves\n{table}"
 
 
 @pytest.mark.slow
