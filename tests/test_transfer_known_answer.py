@@ -33,12 +33,12 @@ def test_strong_colour_jitter_harms_the_hue_defined_downstream_classes_only(tran
     harmed = set(at.index[at["harmed"]])
     hue = sorted(name for name, cue in DOWNSTREAM_CUES.items() if cue == "hue")
     others = sorted(set(at.index) - set(hue))
-    # Only hue classes are flagged, and some are ...
+    # Only hue classes are flagged, and most of them ...
     assert harmed <= set(hue), f"harmed outside the hue classes\n{table}"
-    assert harmed, f"no hue class harmed\n{table}"
+    assert len(harmed) >= 3, f"fewer than 3 of the 4 hue classes harmed\n{table}"
     # ... every hue class loses on average, the group by more than 5 points, and the shape and texture classes
-    # keep their accuracy. (Neighbouring hues trade the ambiguous region, so not every hue class is flagged at 8
-    # seeds: a run that loses much on one may lose little on its neighbour.)
+    # keep their accuracy. (Seeds 0-7 flag all four here; vermilion, the farthest from the others' hues, loses
+    # least, 4-5 points, and misses q < 0.05 in some sets of 8 seeds.)
     assert (at.loc[hue, "delta"] < 0).all(), f"a hue class does not lose\n{table}"
     assert at.loc[hue, "delta"].mean() < -0.05, f"the hue classes lose too little\n{table}"
     assert (at.loc[others, "delta"].abs() < 0.02).all(), f"a shape or texture class moves\n{table}"
