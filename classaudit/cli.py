@@ -1,7 +1,8 @@
 """The `classaudit` command: thin click commands over the library. Nothing imports this module.
 
 Errors: a UsageError becomes one line `Error: ...` and exit status 2; anything unexpected prints one line and
-exit status 1; `classaudit --debug ...` shows the traceback instead.
+exit status 1; `classaudit --debug ...` shows the traceback instead. The module is longer than 500 lines because
+every command's options, help text and examples are here, so the command line reads in one place.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         _print_dry_run(the_plan, code)
         return
     the_plan.check_size()
-    if not the_plan.todo:
+    if not the_plan.todo and not the_plan.probes:
         record_study(the_plan)  # status and report now read this study's runs
         click.echo(f"{study.name}: all {len(the_plan.runs)} runs are finished in {results}; nothing to train.")
         _print_table(results)
@@ -179,12 +180,16 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         from classaudit.train import get_dataset
 
         get_dataset(study.dataset, data_dir)
-        if runs_per_device is not None and runs_here(executor):  # N runs must fit in each GPU's free memory
+        if runs_per_device is not None and runs_here(executor) and the_plan.todo:  # N runs must fit each GPU
             from classaudit.executors.local import run_devices
             from classaudit.train import check_runs_fit
 
             check_runs_fit(the_plan.todo[0].config, runs_per_device,
                            run_devices(None if device == "auto" else device), data_dir)
+    if the_plan.transfer is not None:  # the downstream data too, before anything is written
+        from classaudit.transfer import downstream_dataset
+
+        downstream_dataset(the_plan.transfer["spec"]["dataset"], data_dir)
     if executor == "slurm" and slurm_folder is None:
         options["folder"] = results / "slurm"
     ex = make_executor(executor, workers=workers, **options)
@@ -196,7 +201,8 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         at_once = (f"{runs_per_device} per device" if workers is None else
                    f"{workers} worker{'s' if workers > 1 else ''}" + (f", at most {runs_per_device} per device"
                                                                      if runs_per_device is not None else ""))
-        click.echo(f"{study.name}: {len(p.runs)} runs, {done} finished, {len(p.todo)} to train "
+        probes = f", {len(p.probes)} to probe without training" if p.probes else ""
+        click.echo(f"{study.name}: {len(p.runs)} runs, {done} finished, {len(p.todo)} to train{probes} "
                    f"({executor}, {at_once}) -> {results}", err=True)
         if code:
             click.echo(f"  {code}", err=True)
@@ -208,7 +214,7 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
         if not no_progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(p.todo), unit="run", dynamic_ncols=True, file=sys.stderr)
+            bar = tqdm(total=len(p.todo) + len(p.probes), unit="run", dynamic_ncols=True, file=sys.stderr)
 
     def on_outcome(outcome):
         if bar is not None:
@@ -239,8 +245,9 @@ def sweep(study_file: Path, results: Path | None, data_dir: Path | None, executo
     finally:
         if bar is not None:
             bar.close()
+    probed = f"; probed {len(summary.probed)} finished run(s) without training" if summary.probed else ""
     click.echo(f"{study.name}: trained {len(summary.trained)} run(s) in {time.perf_counter() - t0:.0f} s; "
-               f"{summary.skipped} already finished; {len(summary.failed)} failed.", err=True)
+               f"{summary.skipped} already finished{probed}; {len(summary.failed)} failed.", err=True)
     _print_table(results)
     if summary.failed:
         click.echo(f"Failed runs are listed by `classaudit status {results}`; run the sweep again to retry them.",
@@ -302,6 +309,8 @@ def _print_dry_run(the_plan, code: str | None) -> None:
                    "study; they would be kept but not used")
     for run in the_plan.todo:
         click.echo(f"  {run.run_id}  {run.label}")
+    for run in the_plan.probes:
+        click.echo(f"  {run.run_id}  {run.label} (finished: probe only, from its stored weights)")
 
 
 def _print_table(results: Path) -> None:
@@ -336,20 +345,34 @@ def _print_table(results: Path) -> None:
               help="False discovery rate for calling a class harmed or helped (Benjamini-Hochberg across classes).")
 @click.option("--min-effect", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Smallest change in accuracy that counts, as a fraction (0.01 = 1 point).")
-def report(results: Path, out: Path | None, alpha: float, min_effect: float) -> None:
+@click.option("--transfer", type=click.Choice(["val", "transfer_val"]), default=None,
+              help="Report the study's downstream task (its [transfer] probe), with the pre-training strength chosen "
+                   "on the upstream validation split (val) or the downstream one (transfer_val) "
+                   "[default out: reports/<study name>-transfer-<choice>].")
+def report(results: Path, out: Path | None, alpha: float, min_effect: float, transfer: str | None) -> None:
     """Analyse a results folder; write a self-contained index.html and one CSV per table.
 
     \b
     Examples:
       classaudit report results/demo
       classaudit report results/cifar10_crop --out reports/cifar10_crop --min-effect 0.01
+      classaudit report results/transfer_demo --transfer val   # the downstream task, chosen upstream
     """
     from classaudit.report import write_report
     from classaudit.store import ResultsFolder
 
     if not results.exists():
         raise UsageError(f"{results}: no such results folder")
-    out = out or Path("reports") / ResultsFolder(results).read_study()["name"]
+    name = ResultsFolder(results).read_study()["name"]
+    if transfer is not None:
+        from classaudit.analysis import Audit
+
+        out = out or Path("reports") / f"{name}-transfer-{transfer}"
+        view = Audit.from_folder(results, alpha=alpha, min_effect=min_effect).transfer(select_on=transfer)
+        path = write_report(view, out, alpha=alpha, min_effect=min_effect)
+        click.echo(f"report: {path / 'index.html'}")
+        return
+    out = out or Path("reports") / name
     path = write_report(results, out, alpha=alpha, min_effect=min_effect)
     click.echo(f"report: {path / 'index.html'}")
 
@@ -470,6 +493,9 @@ def status(results: Path, verbose: bool) -> None:
         click.echo(f"  damaged  {rid}  {problem}  ({fate})")
     for rid in st.stale:
         click.echo(f"  stale    {rid}  (finished, but the study no longer has this config)")
+    if st.probe_missing:
+        click.echo(f"  {len(st.probe_missing)} finished run(s) have no downstream probe yet; the next sweep probes "
+                   "them (without training when their weights are stored)")
     if verbose:
         for rid in st.done:
             click.echo(f"  done     {rid}  {st.labels[rid]}")

@@ -36,6 +36,7 @@ BUILTIN_MODELS = ("smallcnn", "airbench", "cifar_resnet18")
 # Names end up in folder names and reports: keep them to characters that are safe everywhere.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAME_ALLOWED = "1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
+CLASSES_ALLOWED = "a list of at least 2 distinct class ids (0, 1, ...) or class names"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -99,11 +100,21 @@ DATASET_FIELDS = {
     # then may have its own size. Both are drawn with split_seed (data.split_train_val).
     "n_train_per_class": _int(1, default=ABSENT),
     "n_val_per_class": _int(1, default=ABSENT),
+    # A subset of the data set's classes, by id or name, in the order given (they become classes 0..k-1); e.g. a
+    # transfer study pre-trains on some of a data set's classes and probes on the others.
+    "classes": Spec(list, ABSENT, lambda v: len(v) >= 2 and all(isinstance(c, (str, int)) and not isinstance(c, bool)
+                                                              for c in v), CLASSES_ALLOWED),
     "options": Spec(dict, {}),
 }
 DATASET_OPTIONS: dict[str, dict[str, Spec]] = {
     "shapes": {
         "n_train_per_class": _int(2, default=500),
+        "n_test_per_class": _int(1, default=200),
+        "size": _int(16, 128, 32),
+        "seed": _int(0, default=0),
+    },
+    "shapes_downstream": {  # the downstream classes of the shapes transfer known answer (classaudit.shapes)
+        "n_train_per_class": _int(2, default=200),
         "n_test_per_class": _int(1, default=200),
         "size": _int(16, 128, 32),
         "seed": _int(0, default=0),
@@ -163,7 +174,7 @@ AXIS_FIELDS = {
                           'name = weight > 0, e.g. {cat = 2.0}'),
 }
 CLASS_WEIGHTS_ALLOWED = "a number > 0 (the class's weight on the loss; classes not named weigh 1)"
-TOP_LEVEL = ("study", "dataset", "model", "train", "baseline", "sweep")
+TOP_LEVEL = ("study", "dataset", "model", "train", "baseline", "sweep", "transfer")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -208,6 +219,9 @@ class Study:
     train: Mapping[str, Any]
     baseline: Mapping[str, float]
     axes: tuple[Axis, ...]
+    # The downstream task each run is probed on after it trains (the [transfer] table), resolved; None without
+    # one. Not part of any run's config: see resolve_transfer.
+    transfer: Mapping[str, Any] | None = None
 
     @property
     def external(self) -> str | None:
@@ -350,7 +364,7 @@ def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:
         _check_external(path, train, baseline, axes, problems)
     else:
         _check_models(path, model.get("name"), baseline, axes, raw.get("sweep", {}), problems)
-        _check_classes(path, dataset, raw.get("sweep"), problems)
+        _check_axis_classes(path, dataset, raw.get("sweep"), problems)
     if study.get("design") == "factorial":
         regs = [a.regularizer for a in axes]
         for reg in sorted({r for r in regs if regs.count(r) > 1}):
@@ -358,11 +372,14 @@ def parse_study(raw: Mapping[str, Any], path: str = "<study>") -> Study:
                             "a factorial design needs each regularizer on one axis")
     if not external:  # the user's code has no start epochs (_check_external)
         _check_start_epochs(path, axes, train, study.get("design"), problems)
+    if isinstance(dataset.get("classes"), list) and isinstance(dataset.get("name"), str):
+        _check_classes(dataset, "dataset", path, problems)
+    transfer = _transfer(raw, external, path, problems) if "transfer" in raw else None
     _raise(problems)
     result = Study(
         path=path, name=study["name"], description=study["description"], seeds=seeds, design=study["design"],
         max_runs=study["max_runs"], dataset=_frozen(dataset), model=_frozen(model), train=_frozen(train),
-        baseline=_frozen(baseline), axes=axes,
+        baseline=_frozen(baseline), axes=axes, transfer=None if transfer is None else _frozen(transfer),
     )
     return result
 
@@ -675,18 +692,21 @@ def _remedies(axis: Mapping[str, Any], reg: str, off: float, path: str, prefix: 
     return tuple(sorted(dict(pairs).items())), weights
 
 
-def known_classes(dataset: Mapping[str, Any]) -> tuple[str, ...] | None:
-    """The class names of a data set, where they are known without loading it (None otherwise: its runs then
-    check the names when they load it)."""
+def class_names_of(dataset: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The names of the classes a study trains on, where they are known without loading the data (None
+    otherwise: its runs then check the names when they load it); a `classes` list keeps those it names."""
     name = dataset.get("name")
-    if name == "shapes":
-        from classaudit.shapes import CLASSES
-
-        return CLASSES
     if name == "imagefolder":
         root = Path(str(dataset.get("options", {}).get("root", ""))).expanduser() / "train"
-        return tuple(sorted(p.name for p in root.iterdir() if p.is_dir())) if root.is_dir() else None
-    return TORCHVISION_CLASSES.get(name)
+        names = tuple(sorted(p.name for p in root.iterdir() if p.is_dir())) if root.is_dir() else None
+    else:
+        names = known_classes(name)[1] or TORCHVISION_CLASSES.get(name)
+    kept = dataset.get("classes")
+    if names is None or not isinstance(kept, list):
+        return names
+    if all(isinstance(c, str) for c in kept):
+        return tuple(kept)
+    return tuple(names[c] for c in kept if isinstance(c, int) and 0 <= c < len(names))
 
 
 # torchvision's class names (its `classes`; SVHN has none and is named by digit), so a study can be checked before
@@ -701,10 +721,10 @@ TORCHVISION_CLASSES = {
 }
 
 
-def _check_classes(path: str, dataset: Mapping[str, Any], table: Any, problems: list[str]) -> None:
+def _check_axis_classes(path: str, dataset: Mapping[str, Any], table: Any, problems: list[str]) -> None:
     """Every class an axis names (exempt, class_strength, class_weights) is one of the data set's, where its
     names are known."""
-    classes = known_classes(dataset) if isinstance(dataset.get("name"), str) else None
+    classes = class_names_of(dataset) if isinstance(dataset.get("name"), str) else None
     if classes is None or not isinstance(table, Mapping):
         return
     for name, body in table.items():
@@ -853,3 +873,118 @@ def _grid(study: Study):
             if others_off:
                 points.append(Point(axis.name, axis.regularizer, s, s == axis.off))
         yield settings, points
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The [transfer] table: a downstream task each run is probed on after it trains.
+#
+# The probe is a measurement of the trained run, not part of what it trains: the transfer table is not in the
+# run's config, so adding, changing or removing it changes no run id, and a finished run gains a probe without
+# training again (its weights are stored with it). The probe has its own id (`transfer_id`), the hash of the
+# resolved table, under which its results are stored in the run's folder; a changed table is a new probe.
+
+TRANSFER_FIELDS = {
+    "dataset": Spec(dict, None, None, 'a table [transfer.dataset] naming the downstream data set, e.g. name = '
+                    '"shapes_downstream"'),
+    "probe": Spec(dict, {}),
+}
+# The L2 strengths the probe tries (on standardised features, per unit of mean cross entropy); the downstream
+# validation split picks one.
+PROBE_L2 = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+PROBE_FIELDS = {
+    "l2": Spec(list, PROBE_L2, lambda v: bool(v) and len(set(v)) == len(v) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0 for x in v),
+               "a non-empty list of distinct numbers >= 0 (L2 strengths of the probe, picked on transfer_val)"),
+    "max_iter": _int(1, 10000, 200),  # L-BFGS iterations per L2 strength
+}
+# What can be checked about a data set's classes before loading it: the count, and the names where they are fixed.
+_CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_CLASS_COUNTS = {"cifar10": 10, "cifar100": 100, "mnist": 10, "fashion_mnist": 10, "svhn": 10}
+_GREY = ("mnist", "fashion_mnist")  # 1-channel images; every other data set is RGB
+
+
+def known_classes(name: str) -> tuple[int | None, tuple[str, ...] | None]:
+    """(class count, class names) of a data set as far as they are known without loading it; None: unknown."""
+    from classaudit import shapes
+
+    names = {"shapes": shapes.CLASSES, "shapes_downstream": shapes.DOWNSTREAM_CLASSES, "cifar10": _CIFAR10}.get(name)
+    return (len(names) if names else _CLASS_COUNTS.get(name)), names
+
+
+def _check_classes(dataset: Mapping[str, Any], label: str, path: str, problems: list[str]) -> None:
+    """A `classes` list names classes the data set has, each once."""
+    where = f"{path}: field '{label}.classes'"
+    classes, name = dataset["classes"], dataset["name"]
+    count, names = known_classes(name)
+    dupes = [c for i, c in enumerate(classes) if c in classes[:i]]
+    if dupes:
+        problems.append(f"{where}: class {_show(dupes[0])} appears more than once; classes must be distinct")
+    for c in classes:
+        if isinstance(c, int) and count is not None and not 0 <= c < count:
+            problems.append(f"{where}: value {_show(classes)} names class id {c}, but {name} has {count} classes "
+                            f"(ids 0 to {count - 1}); allowed: ids 0 to {count - 1}"
+                            + (f" or the names {', '.join(names)}" if names else ""))
+        elif isinstance(c, int) and c < 0:
+            problems.append(f"{where}: value {_show(classes)} names class id {c}; ids are 0 or more")
+        elif isinstance(c, str) and names is not None and c not in names:
+            problems.append(f"{where}: value {_show(classes)} names class {_show(c)}, which {name} does not have"
+                            f"{did_you_mean(c, names)}; allowed: {', '.join(names)}")
+
+
+def _transfer(raw: Mapping[str, Any], external: str | None, path: str, problems: list[str]) -> dict | None:
+    """The validated [transfer] table, or None after noting its problems."""
+    if external:
+        problems.append(f"{path}: field 'transfer': a study whose runs are your own code (train.{external}) cannot "
+                        "be probed, since classaudit holds no model of its runs; remove the [transfer] table")
+        return None
+    table = _fields(raw["transfer"], TRANSFER_FIELDS, path, "transfer.", problems)
+    if not isinstance(table.get("dataset"), Mapping):
+        return None
+    dataset = _fields(table["dataset"], DATASET_FIELDS, path, "transfer.dataset.", problems)
+    probe = _fields(table["probe"], PROBE_FIELDS, path, "transfer.probe.", problems)
+    name = dataset.get("name")
+    if not isinstance(name, str):
+        return None
+    if name not in DATASET_OPTIONS:
+        problems.append(f"{path}: field 'transfer.dataset.name': value {_show(name)} is not a known dataset"
+                        f"{did_you_mean(name, DATASET_OPTIONS)}; allowed: {', '.join(sorted(DATASET_OPTIONS))}")
+        return None
+    if dataset.get("n_val_per_class", ABSENT) is not ABSENT:
+        given = raw["transfer"]["dataset"]
+        if "val_fraction" in given:
+            problems.append(f"{path}: field 'transfer.dataset.n_val_per_class': value {_show(given['n_val_per_class'])}"
+                            f" is given with transfer.dataset.val_fraction = {_show(given['val_fraction'])}; give one "
+                            "of them")
+        dataset.pop("val_fraction", None)
+    elif dataset.get("val_fraction") == 0:
+        problems.append(f"{path}: field 'transfer.dataset.val_fraction': value 0 is not allowed; the probe's L2 "
+                        "strength is chosen on the downstream validation split: expected a number with "
+                        "0 < x <= 0.9")
+    dataset["options"] = _options(dataset, "transfer.dataset", DATASET_OPTIONS, path, problems)
+    if isinstance(dataset.get("classes"), list):
+        _check_classes(dataset, "transfer.dataset", path, problems)
+    upstream = raw.get("dataset", {}).get("name") if isinstance(raw.get("dataset"), Mapping) else None
+    if isinstance(upstream, str) and (upstream in _GREY) != (name in _GREY) and upstream in DATASET_OPTIONS:
+        channels = {True: "1-channel (grey)", False: "3-channel (RGB)"}
+        problems.append(f"{path}: field 'transfer.dataset.name': value {_show(name)} has {channels[name in _GREY]} "
+                        f"images, but the pre-training data set {_show(upstream)} has "
+                        f"{channels[upstream in _GREY]} ones, which the backbone takes; probe on a data set of the "
+                        "same kind")
+    return {"dataset": dataset, "probe": {"l2": sorted(float(x) for x in probe["l2"]), "max_iter": probe["max_iter"]}}
+
+
+def resolve_transfer(study: Study) -> dict[str, Any] | None:
+    """The resolved downstream task of a study (what its probes measure), or None without a [transfer] table."""
+    if study.transfer is None:
+        return None
+    spec = _thaw(study.transfer)
+    if spec["dataset"]["name"].startswith("shapes"):  # generated data: the generator's version is part of it
+        from classaudit.shapes import VERSION
+
+        spec["dataset"]["generator_version"] = VERSION
+    return spec
+
+
+def transfer_id(spec: Mapping[str, Any]) -> str:
+    """The probe's identity: a hash of its resolved transfer table (a run id's recipe, for the downstream task)."""
+    return run_id(spec)

@@ -27,6 +27,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 DATA_ENV = "CLASSAUDIT_DATA"
 DESCRIPTIONS = {
     "shapes": "embedded: 10 synthetic classes, each defined by one cue (colour, shape, layout, texture); no download",
+    "shapes_downstream": "embedded: 8 new classes for probing a network pre-trained on shapes: 4 told apart by hue "
+                         "alone, 4 by shape or texture; no download",
     "cifar10": "torchvision CIFAR-10: 10 classes, 50k train / 10k test, 32x32 RGB (downloads 170 MB)",
     "cifar100": "torchvision CIFAR-100: 100 classes, 50k / 10k, 32x32 RGB (downloads 170 MB)",
     "mnist": "torchvision MNIST: 10 digits, 60k / 10k, 28x28 grey",
@@ -74,6 +76,9 @@ def load_dataset(spec: Mapping[str, Any], data_dir: str | Path | None = None, do
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     name, options = spec["name"], dict(spec.get("options", {}))
     (train_x, train_y), (test_x, test_y), classes = _load_arrays(name, options, data_dir, download)
+    if spec.get("classes") is not None:
+        (train_x, train_y), (test_x, test_y), classes = select_classes(
+            (train_x, train_y), (test_x, test_y), classes, spec["classes"])
     tr, va = split_train_val(train_y, spec, classes)
     t = torch.from_numpy
     return Dataset(
@@ -82,6 +87,30 @@ def load_dataset(spec: Mapping[str, Any], data_dir: str | Path | None = None, do
         t(np.ascontiguousarray(train_x[va])), t(train_y[va]),
         t(np.ascontiguousarray(test_x)), t(test_y),
     )
+
+
+def select_classes(train, test, classes, wanted) -> tuple:
+    """The images of the classes `wanted` (ids or names, in that order, which become classes 0..k-1): e.g. a
+    transfer study that pre-trains on some of a data set's classes and probes on the others."""
+    ids = []
+    for c in wanted:
+        if isinstance(c, str):
+            if c not in classes:
+                raise UsageError(f"dataset.classes: value {c!r} is not a class of this data set; allowed: "
+                                 + ", ".join(classes))
+            ids.append(classes.index(c))
+        elif not 0 <= c < len(classes):
+            raise UsageError(f"dataset.classes: value {c} is not a class id of this data set, which has "
+                             f"{len(classes)} classes (ids 0 to {len(classes) - 1})")
+        else:
+            ids.append(int(c))
+    lookup = np.full(len(classes), -1, dtype=np.int64)
+    lookup[ids] = np.arange(len(ids))
+    out = []
+    for x, y in (train, test):
+        keep = lookup[y] >= 0
+        out.append((x[keep], lookup[y[keep]]))
+    return out[0], out[1], [classes[i] for i in ids]
 
 
 def split_train_val(labels: np.ndarray, spec: Mapping[str, Any], classes) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +168,12 @@ def _load_arrays(name: str, options: dict, data_dir: Path, download: bool):
         test = shapes.generate(options.get("n_test_per_class", 200), options.get("size", 32),
                                options.get("seed", 0) + shapes.TEST_SEED_OFFSET)
         return train, test, list(shapes.CLASSES)
+    if name == "shapes_downstream":
+        train = shapes.generate_downstream(options.get("n_train_per_class", 200), options.get("size", 32),
+                                           options.get("seed", 0))
+        test = shapes.generate_downstream(options.get("n_test_per_class", 200), options.get("size", 32),
+                                          options.get("seed", 0) + shapes.TEST_SEED_OFFSET)
+        return train, test, list(shapes.DOWNSTREAM_CLASSES)
     if name == "imagefolder":
         return load_image_folder(options["root"], options.get("size", 0), data_dir)
     return _load_torchvision(name, data_dir, download)

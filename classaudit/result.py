@@ -25,6 +25,20 @@ class SplitPredictions:
 
 
 @dataclass
+class TransferResult:
+    """A linear probe of a trained run on a downstream task: its predictions on the downstream validation and
+    test splits ("transfer_val", "transfer_test"), the downstream class names, and the probe's own choice of L2
+    strength (made on transfer_val)."""
+
+    transfer_id: str
+    spec: dict[str, Any]  # the resolved [transfer] table
+    class_names: list[str]
+    splits: dict[str, SplitPredictions]
+    probe: dict[str, Any] = field(default_factory=dict)  # chosen L2 strength, validation accuracy at each
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class RunResult:
     run_id: str
     config: dict[str, Any]
@@ -33,3 +47,5 @@ class RunResult:
     curve: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
     timings: dict[str, float] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    weights: bytes | None = None  # the trained model (torch.save of tensors), kept when a study probes its runs
+    transfer: TransferResult | None = None  # the run's downstream probe, when its study has one

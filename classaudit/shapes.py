@@ -49,15 +49,27 @@ VERSION = 1
 TEST_SEED_OFFSET = 1_000_003  # the test split is generate(..., seed + TEST_SEED_OFFSET): an independent stream
 _SUPERSAMPLE = 2  # draw at 2x and average down: anti-aliased edges
 
+DOWNSTREAM_CLASSES = ("vermilion", "orange", "amber", "gold", "ring", "cross", "columns", "dots")
+DOWNSTREAM_CUES = {"vermilion": "hue", "orange": "hue", "amber": "hue", "gold": "hue",
+                   "ring": "shape", "cross": "shape", "columns": "texture", "dots": "texture"}
+# Between the upstream red (0 degrees) and yellow (60): 12 degrees apart, each class's hue drawn within 7 degrees of
+# its own, as the upstream colour classes' are (so neighbours overlap a little: no probe reaches 100%).
+_DOWNSTREAM_HUES = {"vermilion": 10 / 360, "orange": 22 / 360, "amber": 34 / 360, "gold": 46 / 360}
+DOWNSTREAM_STREAM = 7  # the downstream images' random stream, apart from the upstream classes' streams
+
 
 def generate(n_per_class: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Return (images uint8 [N, 3, size, size], labels int64 [N]), classes in blocks of n_per_class."""
-    rng = np.random.default_rng(seed)
+    return _generate(CLASSES, _draw, n_per_class, size, [seed])
+
+
+def _generate(classes, draw, n_per_class: int, size: int, stream: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(stream[0] if len(stream) == 1 else stream)
     images, labels = [], []
-    for label, name in enumerate(CLASSES):
+    for label, name in enumerate(classes):
         # One child generator per class: adding a class later does not change the others' images.
-        child = np.random.default_rng([seed, label])
-        images.append(_draw(name, n_per_class, size, child))
+        child = np.random.default_rng([*stream, label])
+        images.append(draw(name, n_per_class, size, child))
         labels.append(np.full(n_per_class, label, dtype=np.int64))
     x = np.concatenate(images)
     x = x + rng.normal(0.0, _NOISE, size=x.shape).astype(np.float32)
@@ -113,6 +125,48 @@ def _draw(name: str, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     # Average-pool the supersampled image down to `size`.
     img = img.reshape(n, 3, size, _SUPERSAMPLE, size, _SUPERSAMPLE).mean(axis=(3, 5))
     return img
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The downstream task of the transfer known answer: new classes, probed on a network pre-trained on CLASSES.
+
+
+def generate_downstream(n_per_class: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The downstream classes (DOWNSTREAM_CLASSES), as `generate` makes the upstream ones: (images uint8
+    [N, 3, size, size], labels int64 [N]), classes in blocks of n_per_class."""
+    return _generate(DOWNSTREAM_CLASSES, _draw_downstream, n_per_class, size, [seed, DOWNSTREAM_STREAM])
+
+
+def _draw_downstream(name: str, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    s = size * _SUPERSAMPLE
+    coords = ((np.arange(s) + 0.5) / s).astype(np.float32)
+    yy, xx = np.meshgrid(coords, coords, indexing="ij")
+    yy, xx = yy[None], xx[None]
+    bg = np.repeat(rng.uniform(0.0, 0.3, (n, 1)), 3, axis=1)
+    cy, cx = 0.5 + rng.uniform(-0.08, 0.08, (2, n))[:, :, None, None]
+    r = rng.uniform(0.33, 0.42, n)[:, None, None]
+    d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+    cue = DOWNSTREAM_CUES[name]
+    if cue == "hue":  # the upstream colour classes' disc, at a hue of its own
+        hue = (_DOWNSTREAM_HUES[name] + rng.uniform(-0.02, 0.02, n)) % 1.0
+        fg = _hsv_to_rgb(hue, rng.uniform(0.75, 1.0, n), rng.uniform(0.7, 1.0, n))
+        mask = d2 < r**2
+    else:
+        fg = _dull_colour(rng, n, 0.55, 1.0)
+        if name == "ring":
+            mask = (d2 < r**2) & (d2 > (0.6 * r) ** 2)
+        elif name == "cross":
+            arm = rng.uniform(0.07, 0.1, n)[:, None, None]
+            mask = ((np.abs(yy - cy) < arm) | (np.abs(xx - cx) < arm)) & (np.maximum(np.abs(yy - cy), np.abs(xx - cx)) < r)
+        elif name == "columns":  # vertical stripes filling the image
+            period = rng.uniform(0.14, 0.22, n)[:, None, None]
+            mask = np.floor(xx / period + rng.uniform(0, 1, n)[:, None, None]) % 2 > 0
+        else:  # dots: a grid of round spots filling the image
+            period = rng.uniform(0.2, 0.26, n)[:, None, None]
+            fy, fx = (yy / period + rng.uniform(0, 1, n)[:, None, None]) % 1, (xx / period + rng.uniform(0, 1, n)[:, None, None]) % 1
+            mask = (fy - 0.5) ** 2 + (fx - 0.5) ** 2 < 0.3**2
+    img = _paint(mask, fg, bg)
+    return img.reshape(n, 3, size, _SUPERSAMPLE, size, _SUPERSAMPLE).mean(axis=(3, 5))
 
 
 def _paint(mask: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:

@@ -6,13 +6,19 @@ Layout of a results folder:
     runs/<run_id>/record.json   counts per class and split, curve, timings, environment, checksums
     runs/<run_id>/config.json   the run's resolved config (its hash is the run id)
     runs/<run_id>/predictions.parquet   per-sample label, prediction, probability of the true label
+    runs/<run_id>/model.pt      the trained weights, kept when the study probes its runs on a downstream task
+    runs/<run_id>/transfer/<transfer_id>/   the run's probe on the downstream task: record.json (downstream
+                                class names, counts of transfer_val and transfer_test, the probe's L2, checksums)
+                                and predictions.parquet; written with the run, or added later without training
     failed/<run_id>.json        the last error of a run that failed (removed once it succeeds)
     checkpoints/<run_id>.pt     a run's state after its last finished epoch, while it trains (resume mid-run)
     .lock                       held (flock) by the sweep writing here
 
 A run folder is built under a temporary name and renamed into place, so a reader sees a whole run or none;
 record.json carries the sha256 of the other files and of itself, so a truncated or altered record is detected
-and re-run. No torch here: results load anywhere pandas does. Nothing is unpickled.
+and re-run. No torch here: results load anywhere pandas does. Nothing is unpickled. The module is longer than 500
+lines because a run and its downstream probe are written, verified and loaded with the same checksums and layout,
+which are read in one place.
 """
 
 from __future__ import annotations
@@ -32,9 +38,9 @@ import numpy as np
 import pandas as pd
 
 from classaudit.atomic import atomic_write, durable_write
-from classaudit.analysis.schema import PREDICTIONS_COLUMNS, RESULTS_COLUMNS, SPLITS
+from classaudit.analysis.schema import PREDICTIONS_COLUMNS, RESULTS_COLUMNS, SPLITS, TRANSFER_SPLITS
 from classaudit.errors import UsageError
-from classaudit.result import RunResult
+from classaudit.result import RunResult, SplitPredictions, TransferResult
 
 FORMAT = 1
 
@@ -112,7 +118,9 @@ class ResultsFolder:
             os.close(fd)
 
     # Study and membership ------------------------------------------------------------------------------
-    def write_study(self, study_name: str, study_path: str, runs: Iterable[Any]) -> None:
+    def write_study(self, study_name: str, study_path: str, runs: Iterable[Any],
+                    transfer: Mapping[str, Any] | None = None) -> None:
+        """`transfer`: the study's downstream task ({"id", "spec"}), whose probes the loaders then read."""
         body = {
             "format": FORMAT,
             "name": study_name,
@@ -120,6 +128,8 @@ class ResultsFolder:
             "runs": {r.run_id: {"seed": r.seed, "label": r.label,
                                 "points": [p.__dict__ for p in r.points]} for r in runs},
         }
+        if transfer is not None:  # absent otherwise: a study without one writes the file it always wrote
+            body["transfer"] = dict(transfer)
         atomic_write(self.path / "study.json", json.dumps(body, indent=1, sort_keys=True))
 
     def read_study(self) -> dict[str, Any]:
@@ -143,9 +153,6 @@ class ResultsFolder:
     # Runs ----------------------------------------------------------------------------------------------
     def write_run(self, result: RunResult, seed: int) -> Path:
         """Store one finished run atomically; returns its folder."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         final = self.runs_dir / result.run_id
         tmp = self.runs_dir / f".tmp-{result.run_id}-{os.getpid()}"
@@ -154,29 +161,19 @@ class ResultsFolder:
         try:
             config_bytes = json.dumps(result.config, indent=1, sort_keys=True).encode()
             durable_write(tmp / "config.json", config_bytes)
-            table = pa.table({
-                "split": pa.array([s for s, p in result.splits.items() for _ in range(len(p.label))]),
-                "index": pa.array(np.concatenate([np.arange(len(p.label)) for p in result.splits.values()])
-                                  .astype(np.int32)),
-                "label": pa.array(np.concatenate([p.label for p in result.splits.values()]).astype(np.int32)),
-                "pred": pa.array(np.concatenate([p.pred for p in result.splits.values()]).astype(np.int32)),
-                "p_true": pa.array(np.concatenate([p.p_true for p in result.splits.values()]).astype(np.float32)),
-            })
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink, compression="zstd")
-            pred_bytes = sink.getvalue().to_pybytes()
+            pred_bytes = _predictions_bytes(result.splits)
             durable_write(tmp / "predictions.parquet", pred_bytes)
-            k = len(result.class_names)
-            counts = {}
-            for split, p in result.splits.items():
-                n, correct = p.counts(k)
-                counts[split] = {"n": n.tolist(), "correct": correct.tolist()}
             record = {
                 "format": FORMAT, "run_id": result.run_id, "seed": seed, "class_names": result.class_names,
-                "counts": counts, "curve": result.curve, "timings": result.timings,
-                "environment": result.environment,
+                "counts": _counts(result.splits, len(result.class_names)), "curve": result.curve,
+                "timings": result.timings, "environment": result.environment,
                 "files": {"config.json": _sha256(config_bytes), "predictions.parquet": _sha256(pred_bytes)},
             }
+            if result.weights is not None:
+                durable_write(tmp / "model.pt", result.weights)
+                record["files"]["model.pt"] = _sha256(result.weights)
+            if result.transfer is not None:
+                _write_probe_files(tmp / "transfer" / result.transfer.transfer_id, result.run_id, result.transfer)
             record["checksum"] = _sha256(_canonical(record))
             durable_write(tmp / "record.json", json.dumps(record, indent=1, sort_keys=True).encode())
             if final.exists():  # a damaged earlier copy: move it aside first, rename cannot replace a folder
@@ -188,6 +185,44 @@ class ResultsFolder:
             raise
         (self.failed_dir / f"{result.run_id}.json").unlink(missing_ok=True)
         return final
+
+    def write_probe(self, run_id: str, transfer: TransferResult) -> Path:
+        """Add a downstream probe to a stored run, atomically (a folder renamed into place); the run's own files
+        are not touched. Returns the probe's folder."""
+        parent = self.runs_dir / run_id / "transfer"
+        parent.mkdir(parents=True, exist_ok=True)
+        final = parent / transfer.transfer_id
+        tmp = parent / f".tmp-{transfer.transfer_id}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            _write_probe_files(tmp, run_id, transfer)
+            if final.exists():  # a damaged earlier copy
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            _fsync_dir(parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        (self.failed_dir / f"{run_id}.json").unlink(missing_ok=True)
+        return final
+
+    def read_probe(self, run_id: str, transfer_id: str) -> dict[str, Any]:
+        """The verified record of a run's probe. Raises CorruptRecord naming what is wrong."""
+        record = _verified_record(self.runs_dir / run_id / "transfer" / transfer_id)
+        if record.get("run_id") != run_id or record.get("transfer_id") != transfer_id:
+            raise CorruptRecord(self.runs_dir / run_id / "transfer" / transfer_id / "record.json",
+                                "names another run or probe")
+        return record
+
+    def verified_probes(self, run_ids: Iterable[str], transfer_id: str) -> dict[str, dict]:
+        """{run_id: probe record} of the runs whose probe `transfer_id` is stored intact."""
+        out = {}
+        for rid in run_ids:
+            try:
+                out[rid] = self.read_probe(rid, transfer_id)
+            except CorruptRecord:
+                pass
+        return out
 
     def write_failure(self, run_id: str, label: str, error: str, tb: str, attempts: int) -> None:
         self.failed_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +236,7 @@ class ResultsFolder:
     def clean_temporaries(self) -> None:
         """Remove half-written run folders left by a killed sweep (only ever called under the lock)."""
         if self.runs_dir.is_dir():
-            for p in self.runs_dir.glob(".tmp-*"):
+            for p in [*self.runs_dir.glob(".tmp-*"), *self.runs_dir.glob("*/transfer/.tmp-*")]:
                 shutil.rmtree(p, ignore_errors=True)
 
     # Reading -------------------------------------------------------------------------------------------
@@ -213,24 +248,7 @@ class ResultsFolder:
     def read_record(self, run_id: str) -> dict[str, Any]:
         """The verified record of a run. Raises CorruptRecord naming what is wrong."""
         folder = self.runs_dir / run_id
-        try:
-            record = json.loads((folder / "record.json").read_bytes())
-        except FileNotFoundError:
-            raise CorruptRecord(folder / "record.json", "missing") from None
-        except (ValueError, OSError) as e:
-            raise CorruptRecord(folder / "record.json", f"unreadable ({e})") from None
-        if not isinstance(record, dict) or "checksum" not in record:
-            raise CorruptRecord(folder / "record.json", "has no checksum")
-        claimed = record.pop("checksum")
-        if _sha256(_canonical(record)) != claimed:
-            raise CorruptRecord(folder / "record.json", "checksum mismatch (altered or truncated)")
-        for name, digest in record["files"].items():
-            try:
-                data = (folder / name).read_bytes()
-            except OSError:
-                raise CorruptRecord(folder / name, "missing") from None
-            if _sha256(data) != digest:
-                raise CorruptRecord(folder / name, "checksum mismatch (altered or truncated)")
+        record = _verified_record(folder)
         if record.get("run_id") != run_id:
             raise CorruptRecord(folder / "record.json", f"names run {record.get('run_id')}, not {run_id}")
         return record
@@ -261,6 +279,67 @@ class ResultsFolder:
                 except (ValueError, OSError):
                     out[p.stem] = {"error": f"{p}: unreadable failure record"}
         return out
+
+
+def _verified_record(folder: Path) -> dict[str, Any]:
+    """A folder's record.json, its own checksum and its files' checked. Raises CorruptRecord naming what is wrong."""
+    try:
+        record = json.loads((folder / "record.json").read_bytes())
+    except FileNotFoundError:
+        raise CorruptRecord(folder / "record.json", "missing") from None
+    except (ValueError, OSError) as e:
+        raise CorruptRecord(folder / "record.json", f"unreadable ({e})") from None
+    if not isinstance(record, dict) or "checksum" not in record:
+        raise CorruptRecord(folder / "record.json", "has no checksum")
+    claimed = record.pop("checksum")
+    if _sha256(_canonical(record)) != claimed:
+        raise CorruptRecord(folder / "record.json", "checksum mismatch (altered or truncated)")
+    for name, digest in record["files"].items():
+        try:
+            data = (folder / name).read_bytes()
+        except OSError:
+            raise CorruptRecord(folder / name, "missing") from None
+        if _sha256(data) != digest:
+            raise CorruptRecord(folder / name, "checksum mismatch (altered or truncated)")
+    return record
+
+
+def _predictions_bytes(splits: Mapping[str, SplitPredictions]) -> bytes:
+    """The per-image predictions of some splits as Parquet bytes (split, index, label, pred, p_true)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "split": pa.array([s for s, p in splits.items() for _ in range(len(p.label))], type=pa.string()),
+        "index": pa.array(np.concatenate([np.arange(len(p.label)) for p in splits.values()]).astype(np.int32)),
+        "label": pa.array(np.concatenate([p.label for p in splits.values()]).astype(np.int32)),
+        "pred": pa.array(np.concatenate([p.pred for p in splits.values()]).astype(np.int32)),
+        "p_true": pa.array(np.concatenate([p.p_true for p in splits.values()]).astype(np.float32)),
+    })
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def _counts(splits: Mapping[str, SplitPredictions], k: int) -> dict[str, dict[str, list[int]]]:
+    counts = {}
+    for split, p in splits.items():
+        n, correct = p.counts(k)
+        counts[split] = {"n": n.tolist(), "correct": correct.tolist()}
+    return counts
+
+
+def _write_probe_files(folder: Path, run_id: str, transfer: TransferResult) -> None:
+    """A probe's predictions.parquet and record.json (with checksums) into a new folder."""
+    folder.mkdir(parents=True)
+    pred_bytes = _predictions_bytes(transfer.splits)
+    durable_write(folder / "predictions.parquet", pred_bytes)
+    record = {"format": FORMAT, "run_id": run_id, "transfer_id": transfer.transfer_id, "spec": transfer.spec,
+              "class_names": transfer.class_names, "counts": _counts(transfer.splits, len(transfer.class_names)),
+              "probe": transfer.probe, "timings": transfer.timings,
+              "files": {"predictions.parquet": _sha256(pred_bytes)}}
+    record["checksum"] = _sha256(_canonical(record))
+    durable_write(folder / "record.json", json.dumps(record, indent=1, sort_keys=True).encode())
 
 
 class CorruptRecord(Exception):
@@ -344,6 +423,8 @@ class Status:
     corrupt: dict[str, str] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)  # finished runs the current study no longer has
     labels: dict[str, str] = field(default_factory=dict)
+    # Finished runs without their downstream probe, when the study has a [transfer] table (done: their training).
+    probe_missing: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -357,6 +438,7 @@ class Snapshot:
     good: dict[str, dict]  # run id -> verified record
     bad: dict[str, str]  # run id -> what is damaged
     failures: dict[str, dict]
+    probes: dict[str, dict] = field(default_factory=dict)  # run id -> verified record of its downstream probe
 
 
 def snapshot(path: str | Path | Snapshot) -> Snapshot:
@@ -367,20 +449,25 @@ def snapshot(path: str | Path | Snapshot) -> Snapshot:
         raise UsageError(f"{folder.path}: no such results folder")
     study = folder.read_study()
     good, bad = folder.verified_runs()
-    return Snapshot(folder, study, good, bad, folder.failures())
+    probes = folder.verified_probes(good, study["transfer"]["id"]) if isinstance(study.get("transfer"), dict) else {}
+    return Snapshot(folder, study, good, bad, folder.failures(), probes)
 
 
 def classify(study: str, labels: dict[str, str], good: dict[str, dict], bad: dict[str, str],
-             failures: dict[str, dict]) -> Status:
+             failures: dict[str, dict], probed: Iterable[str] | None = None) -> Status:
     """The one classification of a folder's runs against the runs a study wants (`labels`, id -> label, in the
     study's order): done, pending (failed among them), damaged and stale. `classaudit status` shows it and a
-    sweep's plan trains its pending runs."""
+    sweep's plan trains its pending runs. `probed`: the runs whose downstream probe is stored, when the study has
+    one; the done runs not among them are `probe_missing`."""
     st = Status(study=study, labels=dict(labels))
     for rid in labels:
         (st.done if rid in good else st.pending).append(rid)
     st.failed = {rid: failures[rid] for rid in st.pending if rid in failures}
     st.corrupt = dict(bad)
     st.stale = sorted(set(good) - set(labels))
+    if probed is not None:
+        probed = set(probed)
+        st.probe_missing = [rid for rid in st.done if rid not in probed]
     return st
 
 
@@ -388,7 +475,8 @@ def status(path: str | Path | Snapshot) -> Status:
     """The state of a results folder, against the study it last recorded (its study.json)."""
     snap = snapshot(path)
     labels = {rid: run["label"] for rid, run in snap.study["runs"].items()}
-    return classify(snap.study["name"], labels, snap.good, snap.bad, snap.failures)
+    probed = snap.probes if isinstance(snap.study.get("transfer"), dict) else None
+    return classify(snap.study["name"], labels, snap.good, snap.bad, snap.failures, probed)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -399,7 +487,10 @@ PREDICTION_COLUMNS = list(PREDICTIONS_COLUMNS)
 
 
 def _memberships(path: str | Path | Snapshot, strict: bool) -> tuple[ResultsFolder, dict, dict[str, dict]]:
-    snap = snapshot(path)
+    return _members(snapshot(path), strict)
+
+
+def _members(snap: Snapshot, strict: bool) -> tuple[ResultsFolder, dict, dict[str, dict]]:
     if strict and snap.bad:
         damaged = "; ".join(sorted(snap.bad.values()))
         raise UsageError(f"{snap.folder.path}: damaged run records: {damaged}. Run the sweep again to re-train "
@@ -421,16 +512,20 @@ def load_results(path: str | Path | Snapshot, *, strict: bool = False) -> pd.Dat
     >>> results = ca.load_results("results/demo")          # doctest: +SKIP
     >>> results.query("split == 'test'").groupby(["regularizer", "strength"]).accuracy.mean()  # doctest: +SKIP
     """
-    folder, study, records = _memberships(path, strict)
+    snap = snapshot(path)
+    folder, study, records = _members(snap, strict)
     rows = []
     for rid in sorted(records):
         rec, points = records[rid], study["runs"][rid]["points"]
-        names = rec["class_names"]
+        probe = snap.probes.get(rid, {})
+        # The downstream probe's splits carry the downstream classes (ids and names of their own).
+        splits = [(split, rec["counts"], rec["class_names"]) for split in SPLITS] + [
+            (split, probe["counts"], probe["class_names"]) for split in TRANSFER_SPLITS if probe]
         for point in points:
-            for split in SPLITS:
-                if split not in rec["counts"]:
+            for split, counts, names in splits:
+                if split not in counts:
                     continue
-                n, correct = rec["counts"][split]["n"], rec["counts"][split]["correct"]
+                n, correct = counts[split]["n"], counts[split]["correct"]
                 for k, name in enumerate(names):
                     rows.append((study["name"], rid, point["axis"], point["strength"], point["is_off"], rec["seed"],
                                  split, k, name, n[k], correct[k]))
@@ -446,10 +541,14 @@ def load_predictions(path: str | Path | Snapshot, *, strict: bool = False) -> pd
     index, label, pred, p_true."""
     import pyarrow.parquet as pq
 
-    folder, study, records = _memberships(path, strict)
+    snap = snapshot(path)
+    folder, study, records = _members(snap, strict)
     parts = []
     for rid in sorted(records):
         table = pq.read_table(folder.runs_dir / rid / "predictions.parquet").to_pandas()
+        if rid in snap.probes:
+            probe = folder.runs_dir / rid / "transfer" / snap.probes[rid]["transfer_id"] / "predictions.parquet"
+            table = pd.concat([table, pq.read_table(probe).to_pandas()], ignore_index=True)
         for point in study["runs"][rid]["points"]:
             part = table.copy()
             part.insert(0, "study", study["name"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classaudit.config import Run, Study, count_runs, expand
+from classaudit.config import Run, Study, count_runs, expand, resolve_transfer, transfer_id
 from classaudit.errors import EnvironmentProblem, UsageError
 from classaudit.executors import Outcome, Task, runs_here, threads_per_worker
 from classaudit.store import ResultsFolder, Status, classify
@@ -44,11 +44,23 @@ class SweepPlan:
     state: Status  # done, pending (failed among them), damaged and stale
     confirm_large: bool
     refusal: str | None  # why the sweep will not start without --yes; None when it may
+    # The study's downstream task ({"id", "spec"}), when it has a [transfer] table; state.probe_missing then lists
+    # the finished runs without their probe, and weighed the finished runs whose weights are stored.
+    transfer: dict | None = None
+    weighed: frozenset[str] = frozenset()
 
     @property
     def todo(self) -> list[Run]:
-        pending = set(self.state.pending)
+        """The runs to train: those not finished, and finished runs that miss their probe and have no stored
+        weights to probe (trained before the study had its [transfer] table): they train again, the same run."""
+        pending = set(self.state.pending) | (set(self.state.probe_missing) - self.weighed)
         return [r for r in self.runs if r.run_id in pending]
+
+    @property
+    def probes(self) -> list[Run]:
+        """Finished runs that miss their downstream probe and have their weights: probed without training."""
+        missing = set(self.state.probe_missing) & self.weighed
+        return [r for r in self.runs if r.run_id in missing]
 
     @property
     def corrupt(self) -> dict[str, str]:
@@ -67,6 +79,17 @@ class SweepPlan:
         """The same runs against the folder as it is now (a sweep re-reads it once it holds the folder's lock)."""
         return _plan(self.study, self.results, self.confirm_large, self.runs or None)
 
+    def tasks(self, **context) -> list[Task]:
+        """The executor's tasks: each run to train (then probed, when the study has a downstream task), and each
+        finished run to probe from its stored weights. `context`: the Task fields every task shares."""
+        folder = ResultsFolder(self.results)
+        tasks = [Task(r.run_id, r.label, r.config, transfer=self.transfer, **context) for r in self.todo]
+        for r in self.probes:
+            weights = str((folder.runs_dir / r.run_id / "model.pt").resolve())
+            tasks.append(Task(r.run_id, f"{r.label} (probe)", r.config, transfer={**self.transfer, "weights": weights},
+                              **context))
+        return tasks
+
 
 @dataclass
 class SweepSummary:
@@ -76,6 +99,7 @@ class SweepSummary:
     failed: dict[str, str] = field(default_factory=dict)
     corrupt: dict[str, str] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)
+    probed: list[str] = field(default_factory=list)  # finished runs given their downstream probe, untrained
 
 
 def plan(study: Study, results: str | Path, *, confirm_large: bool = False) -> SweepPlan:
@@ -94,9 +118,13 @@ def _plan(study: Study, results: Path, confirm_large: bool, runs: list[Run] | No
         return SweepPlan(study, results, n, [], classify(study.name, {}, good, bad, failures), confirm_large,
                          _too_large(study, n))
     runs = runs if runs is not None else expand(study)
-    state = classify(study.name, {r.run_id: r.label for r in runs}, good, bad, failures)
+    spec = resolve_transfer(study)
+    transfer = None if spec is None else {"id": transfer_id(spec), "spec": spec}
+    probed = None if transfer is None else folder.verified_probes(good, transfer["id"]) if here else {}
+    state = classify(study.name, {r.run_id: r.label for r in runs}, good, bad, failures, probed)
+    weighed = frozenset(rid for rid, rec in good.items() if "model.pt" in rec["files"])
     return SweepPlan(study, results, n, runs, state, confirm_large,
-                     _too_large(study, n) if large and state.pending else None)
+                     _too_large(study, n) if large and state.pending else None, transfer, weighed)
 
 
 def _too_large(study: Study, n: int) -> str:
@@ -114,7 +142,7 @@ def record_study(the_plan: SweepPlan) -> None:
     to train does, so that status and report then read this study's runs, not the previous one's."""
     folder = ResultsFolder(the_plan.results)
     with folder.lock():
-        folder.write_study(the_plan.study.name, the_plan.study.path, the_plan.runs)
+        folder.write_study(the_plan.study.name, the_plan.study.path, the_plan.runs, the_plan.transfer)
 
 
 def run_sweep(study: Study, results: str | Path, executor, *, confirm_large: bool = False, **options) -> SweepSummary:
@@ -143,31 +171,34 @@ def execute(
         summary = SweepSummary(len(the_plan.runs), len(the_plan.runs) - len(the_plan.todo),
                                corrupt=the_plan.corrupt, stale=the_plan.stale)
         folder.clean_temporaries()
-        folder.write_study(the_plan.study.name, the_plan.study.path, the_plan.runs)
+        folder.write_study(the_plan.study.name, the_plan.study.path, the_plan.runs, the_plan.transfer)
         if on_start is not None:
             on_start(the_plan)
         # On this machine the sweep splits the cores between the workers; on a cluster each run's threads are
         # the CPUs it reserved, which its executor sets.
         here = runs_here(executor.name)
         threads = (getattr(executor, "threads", None) or threads_per_worker(workers)) if here else None
-        pending = {r.run_id: r for r in the_plan.todo}
-        attempts = {rid: 0 for rid in pending}
-        same_images = _SameImages(folder, the_plan.state.done)
         # The user's own code runs in the study file's folder (relative paths in it mean what they mean there).
         workdir = str(Path(the_plan.study.path).resolve().parent)
-        time_limit = the_plan.study.train.get("time_limit")
+        pending = {t.run_id: t for t in the_plan.tasks(
+            data_dir=data_dir, device=device, threads=threads, checkpoint_dir=str(folder.checkpoint_dir),
+            workdir=workdir, time_limit=the_plan.study.train.get("time_limit"))}
+        seeds = {r.run_id: r.seed for r in the_plan.runs}
+        attempts = {rid: 0 for rid in pending}
+        same_images = _SameImages(folder, the_plan.state.done)
         while pending:
-            tasks = [Task(r.run_id, r.label, r.config, data_dir, device, threads, str(folder.checkpoint_dir),
-                          workdir, time_limit) for r in pending.values()]
-            for outcome in executor.map(tasks):
+            for outcome in executor.map(list(pending.values())):
                 rid = outcome.task.run_id
                 attempts[rid] += 1
-                problem = same_images.problem(outcome.result) if outcome.ok else None
+                probe_only = bool(outcome.task.transfer and outcome.task.transfer.get("weights"))
+                problem = same_images.problem(outcome.result) if outcome.ok and not probe_only else None
                 if problem is not None:
                     outcome = Outcome(outcome.task, error=problem)
                 try:
-                    if outcome.ok:
-                        folder.write_run(outcome.result, pending[rid].seed)
+                    if outcome.ok and probe_only:
+                        folder.write_probe(rid, outcome.result.transfer)
+                    elif outcome.ok:
+                        folder.write_run(outcome.result, seeds[rid])
                     else:
                         folder.write_failure(rid, outcome.task.label, outcome.error or "",
                                              outcome.traceback or "", attempts[rid])
@@ -180,7 +211,7 @@ def execute(
                         "folder, then run the same command again to train the rest") from None
                 if outcome.ok:
                     folder.remove_checkpoint(rid)
-                    summary.trained.append(rid)
+                    (summary.probed if probe_only else summary.trained).append(rid)
                     summary.failed.pop(rid, None)
                     del pending[rid]
                 else:

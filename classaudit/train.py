@@ -3,7 +3,8 @@ checkpoint, when given a path for one (the store alone writes results).
 
 Device-agnostic: the whole data set is moved to the device once as uint8; every batch is augmented there with
 per-sample randomness from one torch.Generator seeded by the run's seed, so the same run on the same machine
-gives the same result. On CUDA the model runs channels_last under bf16 autocast.
+gives the same result. On CUDA the model runs channels_last under bf16 autocast. The module is longer than 500
+lines because one run's whole path (data, the loop, checkpoints, each stage's regularizers, evaluation) reads here.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 
 from classaudit import augment
 from classaudit.atomic import atomic_open
+from classaudit.classwise import ByClass, class_strengths, class_weights, quiet
 from classaudit.data import Dataset, load_dataset
 from classaudit.errors import UsageError
 from classaudit.models import build_model, freeze_backbone, train_mode
@@ -74,13 +76,15 @@ def train_one(
     device: str | torch.device | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
     checkpoint: str | Path | None = None,
+    on_trained: Callable[[nn.Module, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> RunResult:
     """Train and evaluate one run. `config` is a resolved run config (`classaudit.config.resolve`).
 
     Writes nothing, unless `checkpoint` names a file: then the full training state is saved there after every
     epoch, and a run that finds the file resumes from it, so a pre-empted job continues mid-run and ends with
     exactly the result of an uninterrupted one. The file holds tensors and plain numbers only and is read with
-    torch.load(weights_only=True): nothing is unpickled.
+    torch.load(weights_only=True): nothing is unpickled. `on_trained(model, mean, std)`, when given, sees the
+    trained model (in eval mode) and the channel statistics its inputs are normalised with (a downstream probe).
     """
     t_start = time.perf_counter()
     device = resolve_device(device)
@@ -162,6 +166,8 @@ def train_one(
                           tta=train_cfg["tta"])
               for s in ("val", "test") if data_dev.split(s)[0].shape[0]}
     t_end = time.perf_counter()
+    if on_trained is not None:  # after the clock: the probe keeps its own time
+        on_trained(model, mean, std)
     return RunResult(
         run_id=run_id,
         config=json.loads(json.dumps(config, default=dict)),
@@ -242,62 +248,6 @@ def peak_memory(config: Mapping[str, Any], device: torch.device, data_dir: str |
 def active_regularizers(regs: Mapping[str, Mapping[str, Any]], epoch: int) -> dict[str, float]:
     """{name: strength} of the regularizers switched on at this (0-based) epoch."""
     return {name: r["strength"] for name, r in regs.items() if epoch >= r["start_epoch"]}
-
-
-def class_strengths(regs: Mapping[str, Mapping[str, Any]], class_names, device) -> dict[str, torch.Tensor]:
-    """{name: strength of each class [K]} of the regularizers whose run gives some classes their own strength
-    (an axis' exempt and class_strength); the others' classes share the run's strength."""
-    index = {name: k for k, name in enumerate(class_names)}
-    tables = {}
-    for name, r in regs.items():
-        if r.get("class_strength"):
-            unknown = sorted(set(r["class_strength"]) - set(index))
-            if unknown:  # the study checks the names of the data sets it knows; this catches the others
-                raise UsageError(f"regularizer {name}: class_strength names {', '.join(map(json.dumps, unknown))}, "
-                                 f"which the data set does not have; its classes: {', '.join(class_names)}")
-            table = torch.full((len(class_names),), float(r["strength"]))
-            for cls, strength in r["class_strength"].items():
-                table[index[cls]] = float(strength)
-            tables[name] = table.to(device)
-    return tables
-
-
-def class_weights(weighting: Any, tally: torch.Tensor | None, class_names, device) -> torch.Tensor | None:
-    """Each class's weight on the loss this epoch, mean 1 over the classes, or None (every image counts once).
-
-    "clam": adaptive, as CLAM (Jiang, Ban & Weng 2025): proportional to exp(-accuracy) of the class on the
-    previous epoch's training batches, so the classes the model fits worse weigh more; the first epoch is
-    unweighted. A mapping {class name: weight}: fixed weights, normalised to mean 1."""
-    if not weighting:
-        return None
-    if weighting == "clam":
-        if tally is None or not bool(tally[1].sum()):
-            return None
-        accuracy = tally[0] / tally[1].clamp_min(1)
-        weights = torch.exp(-accuracy)
-    else:
-        unknown = sorted(set(weighting) - set(class_names))
-        if unknown:  # the study checks the names of the data sets it knows; this catches the others
-            raise UsageError(f"train.class_weights names {', '.join(map(json.dumps, unknown))}, which the data set "
-                             f"does not have; its classes: {', '.join(class_names)}")
-        weights = torch.tensor([float(weighting.get(name, 1.0)) for name in class_names], device=device)
-    return weights / weights.mean()
-
-
-class ByClass:
-    """What the loss needs to treat each image by its class: the batch's labels (before any mixing), the
-    regularizers' per-class strengths, the classes' loss weights (or None), and the tally of right answers
-    per class that adaptive weights are computed from (or None)."""
-
-    def __init__(self, labels: torch.Tensor, strengths: Mapping[str, torch.Tensor], weights: torch.Tensor | None,
-                 tally: torch.Tensor | None):
-        self.labels, self.strengths, self.weights, self.tally = labels, strengths, weights, tally
-
-    def count(self, logits: torch.Tensor) -> None:
-        if self.tally is not None:
-            right = (logits.detach().argmax(1) == self.labels).to(self.tally.dtype)
-            self.tally[0].index_add_(0, self.labels, right)
-            self.tally[1].index_add_(0, self.labels, torch.ones_like(right))
 
 
 def _load_checkpoint(path: Path, model: nn.Module, generator: torch.Generator) -> dict[str, Any] | None:
@@ -388,7 +338,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
     (SAM's second pass, gradient clipping), then the step. Returns the loss of the first forward pass.
     `by_class`: the labels and tables of a run that treats classes differently (`ByClass`)."""
     def forward_backward(first: bool = False) -> torch.Tensor:
-        loss = _loss(model, x, target, active, device, by_class if first else _quiet(by_class))
+        loss = _loss(model, x, target, active, device, by_class if first else quiet(by_class))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         return loss
@@ -400,11 +350,6 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
         reg.implementation(model, active.get(reg.name, reg.off))
     optimizer.step()
     return loss
-
-
-def _quiet(by_class: ByClass | None) -> ByClass | None:
-    """The same, without the tally: a second pass (SAM's) must not count the batch again."""
-    return by_class and ByClass(by_class.labels, by_class.strengths, by_class.weights, None)
 
 
 def _loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, active: Mapping[str, float],

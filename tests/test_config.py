@@ -16,9 +16,9 @@ BASE = tomllib.loads(TINY_STUDY)
 PINNED_TINY_OFF_RUN_ID = "144f75e1dcd660a0"  # the tiny study's first run, as every version since 0.1 names it
 
 
-def study_with(**changes):
-    """The tiny study with fields replaced: study_with(**{"train.epochs": 0})."""
-    raw = copy.deepcopy(BASE)
+def study_with(_base=BASE, **changes):
+    """The tiny study (or `_base`) with fields replaced: study_with(**{"train.epochs": 0})."""
+    raw = copy.deepcopy(_base)
     for dotted, value in changes.items():
         *parents, last = dotted.split(".")
         table = raw
@@ -47,7 +47,7 @@ def error_of(raw) -> str:
      "optimizer, schedule, time_limit, tta, warmup_fraction"),
     ({"dataset.name": "cifar11"},
      "s.toml: field 'dataset.name': value \"cifar11\" is not a known dataset (did you mean \"cifar10\"?); allowed: "
-     "cifar10, cifar100, fashion_mnist, imagefolder, mnist, shapes, svhn"),
+     "cifar10, cifar100, fashion_mnist, imagefolder, mnist, shapes, shapes_downstream, svhn"),
     ({"sweep.crop.strengths": [1.0, -0.5]},
      "s.toml: field 'sweep.crop.strengths[1]': value -0.5 is out of range for crop; allowed: 0 < s <= 1 (lower "
      "scale bound s of RandomResizedCrop (area fraction kept; aspect 3/4..4/3); off = 1)"),
@@ -184,7 +184,7 @@ def test_missing_sweep_and_unknown_top_level():
     raw = study_with(**{"sweep": _DELETE, "sweeps": {}})
     got = error_of(raw).splitlines()
     assert got[0] == ("s.toml: field 'sweeps': unknown key (did you mean \"sweep\"?); allowed: baseline, dataset, "
-                      "model, study, sweep, train")
+                      "model, study, sweep, train, transfer")
     assert "s.toml: field 'sweep': missing; add a [sweep] table" in got
 
 
@@ -269,7 +269,7 @@ def test_overrides_are_validated_like_the_file(tmp_path):
         load_study(path, ["train.epochs=0", "model.options={width = 0}", "train.epoch=2", "trian.lr=1"])
     assert sorted(str(info.value).splitlines()) == sorted([
         f"option --set trian.lr=1 (over {path}): field 'trian': unknown key (did you mean \"train\"?); allowed: "
-        "baseline, dataset, model, study, sweep, train",
+        "baseline, dataset, model, study, sweep, train, transfer",
         f"option --set train.epoch=2 (over {path}): field 'train.epoch': unknown key (did you mean \"epochs\"?); "
         "allowed: batch_size, command, decay_norm_and_bias, epochs, eval_batch_size, finetune_epochs, flip, "
         "function, lr, momentum, nesterov, optimizer, schedule, time_limit, tta, warmup_fraction",

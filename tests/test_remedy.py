@@ -18,7 +18,8 @@ from classaudit import augment
 from classaudit.config import expand, load_study, parse_study
 from classaudit.errors import UsageError
 from classaudit.regularizers import REGULARIZERS
-from classaudit.train import ByClass, _loss, augment_batch, class_strengths, class_weights, cross_entropy
+from classaudit.classwise import ByClass, class_strengths, class_weights
+from classaudit.train import _loss, augment_batch, cross_entropy
 from tests.conftest import ROOT, TINY_STUDY
 
 PER_IMAGE = [r.name for r in REGULARIZERS.values() if r.per_class and r.stage != "loss"]

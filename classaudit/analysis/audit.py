@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from classaudit.analysis import accuracy, change, compare, confusion, ingest, points
+from classaudit.analysis import accuracy, change, compare, confusion, ingest, points, transfer
 from classaudit.analysis.checks import (
     INVALID_OPTION, NO_VALIDATION_SPLIT, TESTS, AnalysisError, check_choice, check_columns, check_fraction,
     split_rows,
@@ -60,6 +60,11 @@ class Audit:
         Level of every interval.
     source : str
         Where the frames came from, for messages and the report.
+    chosen : DataFrame, optional
+        Each regularizer's chosen strength, fixed from outside (a table like :func:`choose_strength`'s): the
+        downstream view chosen on the upstream validation split (:meth:`transfer`). None: chosen on ``select_on``.
+    view : str, optional
+        What the frames are, for the report (e.g. the downstream view and where its strength is chosen).
 
     Every method accepts ``strength="chosen"`` (each regularizer's s*), a number, or ``{regularizer:
     strength}``; the tables' columns are those of the module-level function of the same name, with the class
@@ -68,7 +73,7 @@ class Audit:
 
     def __init__(self, results: pd.DataFrame, predictions: pd.DataFrame | None = None, *, alpha: float = 0.05,
                  min_effect: float = 0.0, select_on: str = "val", test: str = "auto", confidence: float = 0.95,
-                 source: str = "results frame"):
+                 source: str = "results frame", chosen: pd.DataFrame | None = None, view: str | None = None):
         check_fraction("alpha", alpha)
         check_fraction("confidence", confidence)
         check_choice("test", test, TESTS)
@@ -87,13 +92,16 @@ class Audit:
         self.test, self.confidence, self.source = test, confidence, source
         self.off: dict[str, float] = points.off_strengths(results)
         self.regularizers: list[str] = sorted(self.off)
-        names = results.drop_duplicates("class_id").set_index("class_id")["class_name"].sort_index()
+        # The test split's classes: a downstream probe's splits (transfer_*) have classes of their own.
+        named = results[results["split"] == "test"] if (results["split"] == "test").any() else results
+        names = named.drop_duplicates("class_id").set_index("class_id")["class_name"].sort_index()
         self.class_names: dict[int, str] = {int(k): str(v) for k, v in names.items()}
         # Each regularizer's strengths from off outwards, the order every table and figure follows.
         self.strengths: dict[str, list[float]] = {
             r: sorted(map(float, results.loc[results["regularizer"] == r, "strength"].unique()),
                       key=lambda s, o=self.off[r]: (abs(s - o), s)) for r in self.regularizers}
         self.folder: Path | None = None  # the results folder, for an Audit built by from_folder
+        self.fixed_chosen, self.view = chosen, view
         self._cache: dict[Hashable, pd.DataFrame] = {}
         self._test_predictions: dict[str, pd.DataFrame] | None = None
 
@@ -125,6 +133,20 @@ class Audit:
         options.setdefault("source", "predictions frame")
         return cls(results, predictions, **options)
 
+    def transfer(self, select_on: str = "val") -> Audit:
+        """The downstream task's Audit (a study with a [transfer] table): per-class accuracy of each run's linear
+        probe, with the pre-training strength chosen on ``select_on``: "val", the upstream validation split (what a
+        practitioner tuning pre-training on its own task does), or "transfer_val", the downstream one. Its
+        methods are this Audit's, on the downstream classes (``audit.transfer().difference()``)."""
+        check_choice("select_on", select_on, transfer.TRANSFER_SELECT)
+        results, predictions = transfer.transfer_frames(self.results, self.predictions)
+        chosen = transfer.choose_for_transfer(self.results, select_on=select_on)
+        audit = Audit(results, predictions, alpha=self.alpha, min_effect=self.min_effect, select_on="val",
+                      test=self.test, confidence=self.confidence, source=self.source,
+                      chosen=chosen if select_on == "val" else None, view=transfer.VIEWS[select_on])
+        audit.folder = self.folder
+        return audit
+
     def __repr__(self) -> str:
         seeds = self.results["seed"].nunique()
         return (f"Audit({self.source!r}: {len(self.regularizers)} regularizer(s) {self.regularizers}, "
@@ -136,6 +158,8 @@ class Audit:
 
     def chosen(self) -> pd.DataFrame:
         """The strength validation picks per regularizer, with its gain on test (:func:`choose_strength`)."""
+        if self.fixed_chosen is not None:
+            return self.fixed_chosen.copy()
         return self._table(("chosen",), lambda: points.choose_strength(self.results, select_on=self.select_on))
 
     def chosen_strength(self, regularizer: str) -> float:
@@ -161,6 +185,7 @@ class Audit:
 
     def difference(self, strength: object = "chosen", split: str = "test") -> pd.DataFrame:
         """Per-class change against off with its interval, p, q and flags (:func:`difference`)."""
+        strength = self._strength(strength)
         return self._table(("difference", _key(strength), split), lambda: change.difference(
             self.results, strength=strength, split=split, select_on=self.select_on, alpha=self.alpha,
             min_effect=self.min_effect, test=self.test, confidence=self.confidence, predictions=self.predictions))
@@ -171,11 +196,13 @@ class Audit:
 
     def class_dependence(self, strength: object = "all", split: str = "test") -> pd.DataFrame:
         """Per strength, whether every class changes alike: Friedman's p (:func:`class_dependence`)."""
+        strength = self._strength(strength)
         return self._table(("class_dependence", _key(strength), split), lambda: change.class_dependence(
             self.results, strength=strength, split=split, select_on=self.select_on))
 
     def regret(self, strength: object = "chosen", split: str = "test") -> pd.DataFrame:
         """Each class's own best strength against the chosen one (:func:`regret`)."""
+        strength = self._strength(strength)
         return self._table(("regret", _key(strength), split), lambda: change.regret(
             self.results, strength=strength, split=split, select_on=self.select_on))
 
@@ -238,8 +265,15 @@ class Audit:
     def points(self, strength: object = "chosen") -> list[tuple[str, float]]:
         """The (regularizer, strength) pairs a ``strength=`` option names."""
         rows = split_rows(self.results, "test")
-        table = points.comparisons(self.results, rows, strength, "test", select_on=self.select_on, allow_all=True)
+        table = points.comparisons(self.results, rows, self._strength(strength), "test", select_on=self.select_on,
+                                   allow_all=True)
         return [(str(r), float(s)) for r, s in zip(table["regularizer"], table["strength"])]
+
+    def _strength(self, strength: object) -> object:
+        """A `strength=` option, with "chosen" spelt out as {regularizer: s*} when s* is fixed from outside."""
+        if self.fixed_chosen is None or not (strength is None or (isinstance(strength, str) and strength == "chosen")):
+            return strength
+        return dict(zip(self.fixed_chosen["regularizer"], map(float, self.fixed_chosen["chosen_strength"])))
 
     def _table(self, key: Hashable, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         if key not in self._cache:

@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 
 SPLITS = ("val", "test")  # "val" chooses the strength, "test" reports it
+# A run's linear probe on a study's downstream task: its own classes; "transfer_val" picks the probe's L2 strength
+# (and, in the downstream view, the pre-training strength), "transfer_test" reports it.
+TRANSFER_SPLITS = ("transfer_val", "transfer_test")
 # The columns of the results frame (one row per run x axis x split x class) and of the predictions frame (one row
 # per run x axis x split x image), in their order; the *_NEEDED tuples are those the analysis reads.
 RESULTS_COLUMNS = ("study", "run_id", "regularizer", "strength", "is_off", "seed", "split", "class_id",

@@ -35,6 +35,9 @@ class Task:
     checkpoint_dir: str | None = None  # where the run saves its state each epoch; must be shared on a cluster
     workdir: str | None = None  # where the study's own command runs and its function's module is found
     time_limit: float | None = None  # minutes the study's own command may run
+    # The downstream probe (classaudit.transfer): {"id", "spec"} to train and then probe, plus "weights" (the
+    # stored run's weight file; shared on a cluster) to probe a finished run without training it.
+    transfer: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -61,9 +64,14 @@ class Executor(ABC):
         """One Outcome per task, in the order they finish."""
 
 
-def execute_task(task: Task) -> RunResult:
+def execute_task(task: Task, on_trained=None) -> RunResult:
     """Runs in the worker: set the thread count, train, return the result. A run whose config names a command or
-    a function is trained by that code (classaudit.external); any other, by classaudit's own training."""
+    a function is trained by that code (classaudit.external); any other, by classaudit's own training, and then
+    probed on its study's downstream task when the task names one (classaudit.transfer)."""
+    if task.transfer is not None and on_trained is None:
+        from classaudit import transfer
+
+        return transfer.probe_only(task) if task.transfer.get("weights") else transfer.train_and_probe(task)
     if {"command", "function"} & set(task.config["train"]):
         from classaudit.external import run_external
 
@@ -76,7 +84,7 @@ def execute_task(task: Task) -> RunResult:
         torch.set_num_threads(task.threads)
     checkpoint = os.path.join(task.checkpoint_dir, f"{task.run_id}.pt") if task.checkpoint_dir else None
     return train_one(dict(task.config), run_id=task.run_id, data_dir=task.data_dir, device=task.device,
-                     checkpoint=checkpoint)
+                     checkpoint=checkpoint, on_trained=on_trained)
 
 
 def run_task(task: Task) -> Outcome:

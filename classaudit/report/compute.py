@@ -41,6 +41,8 @@ class Inputs:
     status: store.Status | None = None
     dataset: Mapping[str, Any] | None = None  # the "dataset" section of a finished run's config
     folder: Path | None = None  # the results folder, when the inputs are one
+    view: str | None = None  # what the frames are when not the study's own task (the downstream view)
+    chosen: pd.DataFrame | None = None  # the chosen strengths, when fixed outside the frames (Audit.transfer)
 
 
 @dataclass
@@ -94,8 +96,15 @@ def load(results: Any) -> Inputs:
     """Read a results folder, or accept an Audit or (results, predictions) frames."""
     if isinstance(results, Audit):
         if results.folder is not None:  # the folder's runs table and status too
-            return dataclasses.replace(load(results.folder), source=results.source)
-        return load((results.results, results.predictions))
+            loaded = dataclasses.replace(load(results.folder), source=results.source)
+        else:
+            loaded = load((results.results, results.predictions))
+        if results.view is None:
+            return loaded
+        # A view of the folder (the downstream task): its own frames and classes, its strengths as it chose them.
+        return dataclasses.replace(loaded, results=results.results, predictions=results.predictions,
+                                   study=f"{loaded.study}, downstream task", dataset=None, view=results.view,
+                                   chosen=results.fixed_chosen)
     if isinstance(results, (str, Path)):
         path = Path(results)
         snap = store.snapshot(path)  # every frame below from the same runs, even while a sweep adds some
@@ -129,8 +138,13 @@ def compute(inputs: Inputs, *, alpha: float = 0.05, min_effect: float = 0.0, con
     if select_on == "test":
         notes.append("The results have no validation split, so the strength is chosen on test accuracy, the "
                      "same images that then report it: the chosen strength's gain is optimistic.")
+    if inputs.view is not None:
+        notes.append(f"This page shows the downstream task: per-class accuracy of a linear probe on each run's frozen "
+                     f"features (splits transfer_val and transfer_test), with {inputs.view}. Below, \"validation\" "
+                     "is the downstream validation split (transfer_val) except where the strength is chosen, and "
+                     "each class's own best strength is picked on it.")
     audit = Audit(results, predictions, alpha=alpha, min_effect=min_effect, select_on=select_on,
-                  confidence=confidence, source=inputs.source)
+                  confidence=confidence, source=inputs.source, chosen=inputs.chosen, view=inputs.view)
     chosen = audit.chosen()
     at_chosen = dict(zip(chosen["regularizer"], chosen["chosen_strength"]))
     focus = {r: _focus(at_chosen[r], audit.off[r], audit.strengths[r]) for r in audit.regularizers}
