@@ -110,8 +110,9 @@ def propose(audit: Audit, axes: Mapping[str, str], *, axis: str | None = None,
 
 def study_of(results: str | Path, study: str | Path | None = None) -> Path:
     """The study file a results folder was swept from (its study.json names it), or `study` when given."""
-    recorded = json.loads((Path(results) / "study.json").read_text("utf-8")).get("file", "")
-    path = Path(study) if study is not None else Path(recorded)
+    from classaudit.store import ResultsFolder  # its read_study names a missing or damaged study.json
+
+    path = Path(study) if study is not None else Path(ResultsFolder(results).read_study().get("file", ""))
     if not path.is_file():
         given = "option --study" if study is not None else f"{Path(results) / 'study.json'} names"
         raise UsageError(f"{given} {path}, which is not a study file here; pass --study STUDY.toml (the study "
